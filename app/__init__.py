@@ -1,0 +1,1 @@
+"""The shell: entry points, main window, wiring and threads."""

@@ -1,0 +1,31 @@
+"""Starting the window: Qt is imported here and only here, when a window is wanted."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def make_app() -> Any:
+    import pyqtgraph as pg
+    from PySide6 import QtWidgets
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("Inspection Station")
+    app.setOrganizationName("Inspection Station")
+    app.setDesktopFileName("inspection-station")
+    return app
+
+
+def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None) -> int:
+    app = make_app()
+    from app.main_window import MainWindow
+
+    window = MainWindow(config, data_dir, source=source)
+    window.show()
+    # Ctrl+C in the terminal closes the window cleanly instead of being swallowed by the event loop.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    return app.exec()
