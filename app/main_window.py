@@ -14,7 +14,7 @@ import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.interfaces import BasicStats
-from engine.pipeline import Pipeline, PipelineConfig, State
+from engine.pipeline import Pipeline, PipelineConfig
 from engine.simulator import SCENARIOS
 from engine.sources import SourceError, open_source
 from widgets.live_view import LiveView

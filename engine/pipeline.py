@@ -86,6 +86,11 @@ class PipelineConfig:
     retry_max_s: float = 8.0
     frozen_after: int = 8  # identical frames in a row before the source counts as frozen
     max_frames: int | None = None
+    # A source that cannot be opened at all on the first try is a user error (a bad path, no such
+    # camera): fail at once. Once it has worked, failures are retried.
+    fail_on_first_open: bool = False
+    # Stop retrying after the source has been down this many wall-clock seconds (None: never).
+    give_up_after_s: float | None = None
 
 
 @dataclass
@@ -190,6 +195,8 @@ class Pipeline:
         last_seq: int | None = None
         last_print: int | None = None
         same = 0
+        ever_opened = False
+        down_wall: float | None = None
         self.state = State.RUNNING
         try:
             while not self._stop.is_set():
@@ -205,11 +212,24 @@ class Pipeline:
                 if not opened:
                     try:
                         src.open()
-                        opened = True
+                        opened = ever_opened = True
                         self._event("opened", f"opened {src.describe()}")
                     except SourceError as e:
+                        if cfg.fail_on_first_open and not ever_opened:
+                            self.error = str(e)
+                            self._event("unavailable", self.error)
+                            self.state = State.FAILED
+                            break
                         failures, down_since = self._failed("unavailable", str(e), failures, down_since)
                         continue
+                if failures and cfg.give_up_after_s is not None:
+                    down_wall = down_wall if down_wall is not None else time.monotonic()
+                    if time.monotonic() - down_wall > cfg.give_up_after_s:
+                        self.error = (f"{src.describe()} has delivered nothing for {cfg.give_up_after_s:g} s; "
+                                      "giving up")
+                        self._event("failed", self.error)
+                        self.state = State.FAILED
+                        break
                 try:
                     frame = src.read(cfg.read_timeout_s)
                 except SourceEnded as e:
@@ -240,7 +260,7 @@ class Pipeline:
                     gap = (src.clock.now() - down_since) if down_since is not None else 0.0
                     self._event("recovered", f"frames again after {failures} failed attempts ({gap:.1f} s)",
                                 frame.sequence)
-                    failures, down_since = 0, None
+                    failures, down_since, down_wall = 0, None, None
                     self.state = State.RUNNING
                 if last_seq is not None and src.live and frame.sequence > last_seq + 1:
                     self.stats.dropped += frame.sequence - last_seq - 1

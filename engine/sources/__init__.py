@@ -14,10 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from engine.sources.base import (REAL_CLOCK, Clock, FrameSource, SourceEnded, SourceError, SourceNotFound,
-                                 SourceStalled)
-from engine.sources.opencv import (FolderSource, FrameError, LiveCaptureSource, VideoFileSource, open_camera,
-                                   open_stream)
+from engine.sources.base import REAL_CLOCK, Clock, FrameSource, SourceEnded, SourceError, SourceNotFound, SourceStalled
+from engine.sources.opencv import FolderSource, FrameError, LiveCaptureSource, VideoFileSource, open_camera, open_stream
 from engine.sources.sim import SimSource, open_sim
 
 __all__ = ["REAL_CLOCK", "Clock", "FolderSource", "FrameError", "FrameSource", "LiveCaptureSource", "SimSource",

@@ -8,8 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own console chatter; errors are ours to say
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+# OpenCV's warnings ("can't open camera by index") are said once, as our own sentence.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 from engine.frame import Frame, as_frame_image
 from engine.sources.base import FrameSource, SourceEnded, SourceError, SourceNotFound, SourceStalled

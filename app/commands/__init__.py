@@ -1,0 +1,31 @@
+"""The command-line commands, one module per group. Each has ``register(subparsers, common)``
+which adds its parser and sets ``func(args, config) -> exit status``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.config import prepare_data_dir
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """Something the user can fix; the message is shown as it is."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def data_dir(args: argparse.Namespace) -> Any:
+    """The data directory named by ``--data-dir`` (or the default), created if needed."""
+    return prepare_data_dir(getattr(args, "data_dir", None))

@@ -1,0 +1,118 @@
+"""``inspection-station run``: the pipeline on a source, headless (records to JSONL) or in the window."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.commands import UserError, data_dir, positive_int
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    r = sub.add_parser("run", parents=[common], help="run the pipeline on a source, headless or in the window")
+    r.add_argument("--source", help="sim://..., cam://N, file://PATH or a video path, folder://PATH, rtsp://...")
+    r.add_argument("--headless", action="store_true", help="no window: process frames and write records")
+    r.add_argument("--frames", type=positive_int, help="stop after this many frames (headless)")
+    r.add_argument("--jsonl", help="write one JSON record per frame to this file ('-' for stdout)")
+    r.add_argument("--give-up-after", type=float, default=60.0, metavar="SECONDS",
+                   help="headless: stop when the source has delivered nothing this long (default 60)")
+    r.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    if args.headless:
+        return run_headless(args, config)
+    if args.frames or args.jsonl:
+        raise UserError("--frames and --jsonl need --headless")
+    from app.commands import gui
+
+    return gui.run(args, config)
+
+
+def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.interfaces import BasicStats
+    from engine.pipeline import Pipeline, PipelineConfig
+    from engine.records import JsonlWriter
+    from engine.sources import SourceError, open_source
+
+    data_dir(args)
+    uri = args.source or config["source"]["uri"]
+    try:
+        source = open_source(uri, realtime=False)
+    except SourceError as e:
+        raise UserError(str(e)) from None
+    pc = config["pipeline"]
+    pcfg = PipelineConfig(read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
+                          retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], max_frames=args.frames,
+                          fail_on_first_open=True, give_up_after_s=args.give_up_after)
+    writer = None
+    if args.jsonl:
+        try:
+            writer = JsonlWriter(sys.stdout if args.jsonl == "-" else Path(args.jsonl))
+        except OSError as e:
+            raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
+    progress = _Progress(args.frames)
+    pipe = Pipeline(source, measurers=[BasicStats()], config=pcfg,
+                    sinks=[s for s in (writer.frame if writer else None, progress.frame) if s],
+                    event_sinks=[s for s in (writer.event if writer else None, progress.event) if s])
+    pipe.start()
+    try:
+        while not pipe.join(timeout=0.2):
+            pass
+    except KeyboardInterrupt:
+        pipe.stop()
+        pipe.join(timeout=10)
+        raise
+    finally:
+        summary = {"type": "summary", "source": source.describe(), "state": pipe.state.value, **pipe.stats.to_dict()}
+        if pipe.error:
+            summary["error"] = pipe.error
+        if writer:
+            writer.write(summary)
+            writer.close()
+        progress.done()
+    if args.jsonl != "-":
+        print(json.dumps(summary))
+    if pipe.error:
+        if pipe.stats.processed == 0:
+            raise UserError(pipe.error)
+        print(f"inspection-station: error: {pipe.error}", file=sys.stderr)
+        return 1
+    if pipe.stats.processed == 0:
+        raise UserError(f"no frame could be read from {source.describe()}")
+    if args.frames and pipe.stats.processed < args.frames:
+        print(f"inspection-station: warning: the source ended after {pipe.stats.processed} of "
+              f"{args.frames} frames", file=sys.stderr)
+    return 0
+
+
+class _Progress:
+    """A progress line on stderr when it is a terminal; source events always."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.n = 0
+        self.t0 = time.monotonic()
+
+    def frame(self, result: Any) -> None:
+        self.n += 1
+        if self.tty and (self.n % 25 == 0 or self.n == self.total):
+            rate = self.n / max(1e-9, time.monotonic() - self.t0)
+            of = f"/{self.total}" if self.total else ""
+            print(f"\r{self.n}{of} frames, {rate:.1f} frames/s", end="", file=sys.stderr, flush=True)
+
+    def event(self, ev: Any) -> None:
+        # The final error is said once, by the command; here only what happened along the way.
+        if ev.kind not in ("opened", "failed") and not (ev.kind == "unavailable" and self.n == 0):
+            print(("\n" if self.tty and self.n else "") + f"source {ev.kind}: {ev.message}", file=sys.stderr)
+
+    def done(self) -> None:
+        if self.tty and self.n:
+            print(file=sys.stderr)
+
+
