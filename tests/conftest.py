@@ -1,0 +1,49 @@
+"""Shared test set-up: offscreen Qt, a fresh data directory per test, and no thread left behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any("gpu" in item.keywords for item in items) and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CuPy")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left_behind():
+    """Every pipeline or grabber thread a test starts must have finished when it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = 5.0
+    for t in set(threading.enumerate()) - before:
+        if t.name.startswith(("pipeline", "grab-")):
+            t.join(deadline)
+            assert not t.is_alive(), f"thread {t.name} still running after the test"
+
+
+SMALL_SIM = "sim://?seed=1&scenario=nominal&width=320&height=256"
