@@ -18,7 +18,7 @@ from engine import __version__
 from engine.config import ConfigError, load_config
 
 # Modules under app/commands, each with ``register(subparsers, common_parser)``.
-COMMAND_MODULES = ("gui", "run", "bench", "scenarios")
+COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -40,13 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"app.commands.{name}").register(sub, common)
+    parser.commands = set(sub.choices)  # type: ignore[attr-defined]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        args = build_parser().parse_args([*(argv if argv is not None else sys.argv[1:]), "gui"])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not set(argv) & (parser.commands | {"-h", "--help", "--version"}):
+        argv = ["gui", *argv]  # no command: the window, with whatever options were given
+    args = parser.parse_args(argv)
     try:
         config = load_config(getattr(args, "config", None))
         return int(args.func(args, config))

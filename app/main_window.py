@@ -83,13 +83,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_pause = self._action("Pause", "Space", self.toggle_pause, SP.SP_MediaPause,
                                       "Pause or resume the live view", checkable=True)
         self.act_stop = self._action("Stop", "Shift+F5", self.stop, SP.SP_MediaStop, "Stop and release the source")
-        self.act_open = self._action("Choose source", QtGui.QKeySequence.StandardKey.Open,
+        self.act_open = self._action("Choose source", "Ctrl+O",
                                      lambda: self.chooser.combo.setFocus(), None, "Type or pick a source")
         self.act_truth = self._action("Ground truth", "G", self._toggle_truth, None,
                                       "Show the simulator's true defects as dashed boxes", checkable=True)
         self.act_truth.setChecked(self.show_truth)
         self.act_full = self._action("Full screen", "F11", self._toggle_full_screen, None)
-        self.act_quit = self._action("Quit", QtGui.QKeySequence.StandardKey.Quit, self.close, None)
+        self.act_quit = self._action("Quit", "Ctrl+Q", self.close, None)
 
     def _make_toolbar(self) -> None:
         tb = self.addToolBar("Line")

@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.frame import Box, DefectTruth, GroundTruth
 
-SIMULATOR_VERSION = "1.0"
+SIMULATOR_VERSION = "1.1"
 DEFECT_CLASSES: tuple[str, ...] = ("scratch", "dent", "contamination")
 EPOCH0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated line's clock starts here
 REFERENCE_WIDTH = 1280  # geometry below is given for this width and scales with the frame
@@ -224,7 +224,7 @@ class _Sprite:
     bgr: np.ndarray  # float32 h x w x 3, before lighting
     alpha: np.ndarray  # float32 h x w, 1 on the part
     defects: list[tuple[int, str, np.ndarray, float, float, bool]] = field(default_factory=list)
-    # (class id, class name, outline points in sprite px (N x 2), contrast, size, faint)
+    # (class id, class name, visible extent in sprite px as [[x0, y0], [x1, y1]], contrast, size, faint)
 
 
 def _colour_temperature_gains(kelvin: float) -> np.ndarray:
@@ -523,8 +523,7 @@ class LineSimulator:
             contrast = rng.uniform(9, 16) if faint else rng.uniform(28, 75)
             sign = -1.0 if rng.random() < 0.7 else 1.0
             sp.bgr += (sign * contrast) * mask[:, :, None]
-            half = thick / 2 + 1
-            outline = np.concatenate([pts + (-half, -half), pts + (half, half)])
+            visible = mask > 0.3
             size = length
         elif cid == 1:  # dent: a shaded pit, dark on one side and lit on the other
             rad = (rng.uniform(3.5, 5.5) if faint else rng.uniform(6, 17)) * s
@@ -533,8 +532,9 @@ class LineSimulator:
             d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (rad * rad)
             pit = np.exp(-d2 * 1.5)
             rim = np.exp(-(((xx - cx + 0.45 * rad) ** 2 + (yy - cy + 0.45 * rad) ** 2) / (rad * rad)) * 2.5)
-            sp.bgr += (-contrast * pit + 0.5 * contrast * rim)[:, :, None]
-            outline = np.array([[cx - rad, cy - rad], [cx + rad, cy + rad]])
+            shading = -pit + 0.5 * rim
+            sp.bgr += (contrast * shading)[:, :, None]
+            visible = np.abs(shading) > 0.2
             size = 2 * rad
         else:  # contamination: an irregular smear of oil or dirt
             rad = (rng.uniform(4, 7) if faint else rng.uniform(8, 26)) * s
@@ -550,10 +550,14 @@ class LineSimulator:
             before = float(sp.bgr[int(cy), int(cx)].mean())
             sp.bgr += (colour - sp.bgr) * a
             contrast = abs(before - float(colour.mean())) * opacity
-            outline = pts
+            visible = mask > 0.3
             size = 2 * float(rr.max())
-        sp.defects.append((cid, DEFECT_CLASSES[cid], np.asarray(outline, np.float64), float(contrast),
-                           float(size), bool(faint)))
+        # The true box bounds what can be seen of the defect: on the part, not over a hole or the belt.
+        ys, xs = np.nonzero(visible & (sp.alpha > 0.5))
+        if xs.size == 0:
+            return
+        outline = np.array([[xs.min(), ys.min()], [xs.max() + 1.0, ys.max() + 1.0]])
+        sp.defects.append((cid, DEFECT_CLASSES[cid], outline, float(contrast), float(size), bool(faint)))
 
     # ----------------------------------------------------------------- optics and light
 

@@ -20,6 +20,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bs.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
     bs.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     bs.set_defaults(func=bench_sim)
+    bd = bsub.add_parser("detector", parents=[common],
+                         help="detector inference per frame (preprocessing included) against 30 frames/s")
+    bd.add_argument("--frames", type=positive_int, default=200, help="frames timed (default 200)")
+    bd.add_argument("--width", type=positive_int, default=1280)
+    bd.add_argument("--height", type=positive_int, default=1024)
+    bd.add_argument("--model", help="a .pt2 or TorchScript file (default: the built-in model)")
+    bd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    bd.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: one per core)")
+    bd.set_defaults(func=bench_detector)
 
 
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -55,3 +64,46 @@ def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
+
+
+def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    import os
+
+    import torch
+
+    from engine.detect import ModelError, load_detector
+    from engine.frame import Frame
+    from engine.simulator import LineSimulator
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    elif args.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        det = load_detector(args.model, device=args.device)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    sim = LineSimulator(seed=0, scenario="nominal", width=args.width, height=args.height)
+    frames = []
+    for slot in range(0, 40):  # rendered before timing: only the detector is measured
+        image, truth = sim.render(slot * 3)
+        frames.append(Frame(image, "BGR", slot, float(slot), "bench", truth))
+    for f in frames[:10]:
+        det.detect([f])
+    times, boxes = [], 0
+    for i in range(args.frames):
+        f = frames[i % len(frames)]
+        t = time.perf_counter()
+        boxes += len(det.detect([f])[0].boxes)
+        times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    p95 = sorted(times)[int(0.95 * (len(times) - 1))]
+    fps = 1.0 / med
+    threads = torch.get_num_threads() if det.device == "cpu" else "-"
+    print(f"detector {det.name} on {det.device}, {args.width}x{args.height} frames, {args.frames} frames timed one "
+          f"at a time (letterbox, inference, decoding), torch threads: {threads}, CPU cores: {os.cpu_count()}")
+    print(f"{'median ms':>10}{'p95 ms':>9}{'median fps':>12}{'target fps':>12}{'vs target':>11}")
+    print(f"{med * 1000:>10.2f}{p95 * 1000:>9.2f}{fps:>12.1f}{30.0:>12.1f}{fps / 30:>10.2f}x")
+    print(f"{'keeps up with' if fps >= 30 else 'falls behind'} 30 frames/s "
+          f"({boxes / args.frames:.2f} boxes per frame at confidence {det.confidence:g})")
+    return 0

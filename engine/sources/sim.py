@@ -93,8 +93,8 @@ class SimSource(FrameSource):
     # ------------------------------------------------------------------ FrameSource
 
     def open(self) -> None:
+        # Reopening does not restart the line: a real camera keeps running while nobody reads it.
         self._open = True
-        self._t0 = None
 
     def close(self) -> None:
         self._open = False

@@ -1,0 +1,104 @@
+"""``inspection-station eval``: a detector's predictions against the simulated line's ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from app.commands import UserError, positive_int
+
+
+def _confidence(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
+    return v
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    e = sub.add_parser("eval", parents=[common],
+                       help="precision, recall, F1 and AP@0.5 against the simulator's ground truth, over time")
+    e.add_argument("--source", default="sim://?seed=0&scenario=nominal",
+                   help="a sim:// URI (it carries ground truth); default: seed 0, nominal")
+    e.add_argument("--frames", type=positive_int, default=300, help="frames to score (default 300)")
+    e.add_argument("--step", type=positive_int, default=1,
+                   help="score every STEP-th frame slot, skipping the rest (default 1: every slot)")
+    e.add_argument("--model", help="a .pt2 or TorchScript file (default: the built-in model)")
+    e.add_argument("--confidence", type=_confidence, help="operating threshold (default: the model's)")
+    e.add_argument("--buckets", type=positive_int, default=1,
+                   help="also score K equal spans of simulated time, to show a trend (default 1: none)")
+    e.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    e.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    e.set_defaults(func=run)
+
+
+def _confidence_of(det: Any) -> float:
+    return float(det.confidence)
+
+
+def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.detect import ModelError, load_detector
+    from engine.detect.evaluate import collect, evaluate, evaluate_buckets
+    from engine.sources import SourceError, open_source
+
+    try:
+        det = load_detector(args.model, device=args.device, confidence=args.confidence)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    operating = _confidence_of(det)
+    det.confidence = min(0.01, operating)  # low-scored boxes too, for the precision-recall curve
+    if not args.source.startswith("sim:"):
+        raise UserError(f"eval needs ground truth, which only the simulated line gives: use a sim:// source, "
+                        f"not {args.source}")
+    try:
+        source = open_source(args.source, realtime=False)
+    except SourceError as e:
+        raise UserError(str(e)) from None
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if tty and (done % 25 == 0 or done == total):
+            print(f"\r{done}/{total} frames, {done / max(1e-9, time.monotonic() - t0):.1f} frames/s",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        frames = collect(source, det, args.frames, step=args.step, progress=progress)
+    except (SourceError, ValueError) as e:
+        raise UserError(str(e)) from None
+    finally:
+        if tty:
+            print(file=sys.stderr)
+    overall = evaluate(frames, det.classes, operating)
+    result = {"source": args.source, "model": det.name, "device": det.device, "confidence": operating,
+              "iou": 0.5, "step": args.step, **overall}
+    if args.buckets > 1:
+        result["buckets"] = evaluate_buckets(frames, det.classes, operating, args.buckets)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{det.name} on {args.source}: {len(frames)} frames, {overall['truth_boxes']} defects, "
+          f"confidence {operating:g}, IoU 0.5, device {det.device}")
+    print(_table([("all", overall)] + [(f"{b['t_start_s'] / 3600:.1f}-{b['t_end_s'] / 3600:.1f} h", b)
+                                       for b in result.get("buckets", [])], det.classes))
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "   -" if v is None else f"{v:.3f}"
+
+
+def _table(rows: list[tuple[str, dict[str, Any]]], classes: tuple[str, ...]) -> str:
+    head = f"{'span':<16}{'frames':>7}{'defects':>8}{'prec':>7}{'recall':>7}{'F1':>7}{'mAP50':>7}" + "".join(
+        f"{('AP ' + c)[:13]:>14}" for c in classes)
+    lines = [head]
+    for label, r in rows:
+        lines.append(f"{label:<16}{r['frames']:>7}{r['truth_boxes']:>8}{_fmt(r['precision']):>7}{_fmt(r['recall']):>7}"
+                     f"{_fmt(r['f1']):>7}{_fmt(r['map50']):>7}" + "".join(f"{_fmt(r['ap50'][c]):>14}" for c in classes))
+    return "\n".join(lines)

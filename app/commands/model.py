@@ -1,0 +1,77 @@
+"""``inspection-station model``: the built-in detector's training, and what a model file is."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.commands import UserError, positive_int
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    m = sub.add_parser("model", parents=[common], help="train the built-in detector, show a model's card")
+    msub = m.add_subparsers(dest="model", metavar="WHAT", required=True)
+    t = msub.add_parser("train-builtin", parents=[common],
+                        help="train the built-in detector on the simulated nominal line (about half an hour "
+                             "on two CPU cores); writes PATH and its card PATH.json")
+    t.add_argument("--out", required=True, type=Path, help="weights file to write, e.g. builtin_detector.pt")
+    t.add_argument("--seed", type=int, default=0, help="seed of weights and crops (default 0, as shipped)")
+    t.add_argument("--steps", type=positive_int, default=None,
+                   help="optimiser steps (default: as shipped); fewer for a quick try")
+    t.set_defaults(func=train_builtin)
+    i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
+    i.add_argument("path", nargs="?", help="a .pt2 or TorchScript file (default: the built-in model)")
+    i.add_argument("--json", action="store_true", help="the card as JSON")
+    i.set_defaults(func=info)
+
+
+def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from dataclasses import replace
+
+    from engine.detect.train import TrainConfig, train_builtin as train
+
+    out: Path = args.out.expanduser()
+    if out.suffix != ".pt":
+        raise UserError(f"the weights file must end in .pt (its card is written beside it as .json), not {out.name}")
+    if out.parent and not out.parent.exists():
+        raise UserError(f"folder {out.parent} does not exist")
+    cfg = replace(TrainConfig(), seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    card = train(str(out), cfg, progress=sys.stderr)
+    q = card["quality"]
+    print(f"wrote {out} and {out.with_suffix('.json')} (sha256 {card['sha256'][:16]}...); unseen nominal seeds: "
+          f"F1 {q['f1']:.3f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, mAP@0.5 {q['map50']:.3f}")
+    return 0
+
+
+def info(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.detect import ModelError, load_detector
+
+    try:
+        det = load_detector(args.path, device="cpu")
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    card = dict(det.card)
+    if args.path is None:
+        card["sha256_matches_file"] = card.get("sha256") == det.sha256
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return 0
+    print(_render(card))
+    return 0
+
+
+def _render(d: Any, indent: int = 0) -> str:
+    pad = "  " * indent
+    lines = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"{pad}{k}:")
+            lines.append(_render(v, indent + 1))
+        elif isinstance(v, list):
+            lines.append(f"{pad}{k}: {', '.join(map(str, v))}")
+        else:
+            lines.append(f"{pad}{k}: {v}")
+    return "\n".join(lines)
