@@ -20,6 +20,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--jsonl", help="write one JSON record per frame to this file ('-' for stdout)")
     r.add_argument("--give-up-after", type=float, default=60.0, metavar="SECONDS",
                    help="headless: stop when the source has delivered nothing this long (default 60)")
+    r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model)")
+    r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
     r.set_defaults(func=run)
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.detect import ModelError, load_detector
     from engine.interfaces import BasicStats
     from engine.pipeline import Pipeline, PipelineConfig
     from engine.records import JsonlWriter
@@ -44,6 +47,10 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     try:
         source = open_source(uri, realtime=False)
     except SourceError as e:
+        raise UserError(str(e)) from None
+    try:
+        detector = load_detector(args.model, confidence=args.confidence)
+    except ModelError as e:
         raise UserError(str(e)) from None
     pc = config["pipeline"]
     pcfg = PipelineConfig(read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
@@ -56,7 +63,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
     progress = _Progress(args.frames)
-    pipe = Pipeline(source, measurers=[BasicStats()], config=pcfg,
+    pipe = Pipeline(source, detector=detector, measurers=[BasicStats()], config=pcfg,
                     sinks=[s for s in (writer.frame if writer else None, progress.frame) if s],
                     event_sinks=[s for s in (writer.event if writer else None, progress.event) if s])
     pipe.start()

@@ -34,10 +34,10 @@ warning each time one is loaded; load only files from people you trust.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import logging
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -153,7 +153,9 @@ class UserModelDetector:
             log.warning("loading TorchScript model %s: TorchScript is code and runs whatever its author put in it; "
                         "load only models from people you trust", name)
             try:
-                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # the station says its own warning
+                    self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
             except Exception as e:  # noqa: BLE001
                 raise ModelError(f"model file {name} could not be loaded as TorchScript "
                                  f"({_first_line(e)})") from None
@@ -323,7 +325,3 @@ def _first_line(e: BaseException) -> str:
 
 def _plain(meta: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(meta, default=str))
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
