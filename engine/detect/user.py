@@ -42,6 +42,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -245,8 +246,8 @@ class UserModelDetector:
         w, h = self.input_size
         imgs, lbs = [], []
         for f in frames:
-            img, lb = letterbox(f.as_order("RGB"), w, h, interpolation=1)  # cv2.INTER_LINEAR, as Ultralytics
-            imgs.append(img)
+            img, lb = letterbox(f.image, w, h, interpolation=cv2.INTER_LINEAR)  # bilinear, as Ultralytics
+            imgs.append(img[:, :, ::-1] if f.channel_order == "BGR" else img)
             lbs.append(lb)
         x = to_tensor(imgs, channels_last=False).to(self.device)
         det, emb = self._split(self._forward(x))
