@@ -7,25 +7,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import resources
+
 
 def make_app() -> Any:
     import pyqtgraph as pg
-    from PySide6 import QtWidgets
+    from PySide6 import QtGui, QtWidgets
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("Inspection Station")
     app.setOrganizationName("Inspection Station")
     app.setDesktopFileName("inspection-station")
+    app.setWindowIcon(QtGui.QIcon(str(resources.path("inspection-station.svg"))))
     return app
 
 
 def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None) -> int:
     app = make_app()
     from app.main_window import MainWindow
+    from app.watchdog import attach_service_notifier
 
     window = MainWindow(config, data_dir, source=source)
     window.show()
+    attach_service_notifier(window)  # READY/WATCHDOG/STOPPING to systemd when run as a service
     # Ctrl+C in the terminal closes the window cleanly instead of being swallowed by the event loop.
     signal.signal(signal.SIGINT, lambda *_: window.close())
     return app.exec()
