@@ -1,0 +1,263 @@
+"""The drift monitor: per-frame statistics against a reference, control charts, scores and alarms.
+
+Levels, per metric:
+
+- **ok**: its control charts (EWMA and two-sided CUSUM on batch means, limits from the reference,
+  calibrated to ``arl0_batches`` between false signals) are quiet;
+- **warning**: a chart signals a statistically significant shift, but the smoothed value (the EWMA)
+  is still inside the metric's tolerance;
+- **alarm**: a chart signals and the smoothed value is outside the tolerance.
+
+The tolerances are engineering limits in the config (``[drift.relative_tolerance]``, a share of
+the reference mean, and ``[drift.absolute_tolerance]``); the time left until a tolerance is
+crossed is extrapolated from the trend of the recent batch means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.charts import ControlChart, js, kl, ks, mmd_rbf, psi, wasserstein1
+from engine.frame import Frame
+from engine.interfaces import Alarm, Detections, Measurement
+from engine.reference import Reference
+from engine.stats import SCALARS, FrameStats, cpu_stats
+
+LEVELS = ("ok", "warning", "alarm")
+NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
+NOVELTY_ALARM_RATE = 0.20
+
+
+def batch_means(x: np.ndarray, b: int) -> np.ndarray:
+    n = (len(x) // b) * b
+    return x[:n].reshape(-1, b).mean(1)
+
+
+def chart_sigma(x: np.ndarray, batch: int, group: int = 5) -> float:
+    """Standard deviation of batch means, allowing for correlation between neighbouring batches.
+
+    The larger of the plain estimate and the long-run one from means over ``group`` batches
+    (scaled back by ``sqrt(group)``): the parts that cross the view make the statistics periodic,
+    and neighbouring batches are not independent.
+    """
+    bm = batch_means(x, batch)
+    sd = float(bm.std(ddof=1)) if len(bm) > 1 else 0.0
+    big = batch_means(x, batch * group)
+    if len(big) > 2:
+        sd = max(sd, float(big.std(ddof=1)) * math.sqrt(group))
+    return sd
+
+
+@dataclass
+class MetricState:
+    name: str
+    reference: float
+    low: float  # tolerance band
+    high: float
+    level: str = "ok"
+    value: float = float("nan")  # the EWMA of the batch means
+    last_batch: float = float("nan")
+    time_to_tolerance_s: float | None = None
+    history: deque = field(default_factory=lambda: deque(maxlen=30))  # (time, batch mean)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "value": round(self.value, 5), "reference": round(self.reference, 5),
+                "low": round(self.low, 5), "high": round(self.high, 5),
+                "time_to_tolerance_s": None if self.time_to_tolerance_s is None else round(self.time_to_tolerance_s)}
+
+
+@dataclass
+class BatchPoint:
+    """One batch: when it ended, each metric's mean, and every metric's level then."""
+
+    time: float
+    sequence: int
+    means: dict[str, float]
+    levels: dict[str, str]
+    scores: dict[str, float]
+
+
+def tolerance_band(name: str, ref_mean: float, relative: dict[str, float], absolute: dict[str, float]
+                   ) -> tuple[float, float]:
+    if name in absolute:
+        return ref_mean - absolute[name], ref_mean + absolute[name]
+    if name in relative:
+        d = abs(ref_mean) * relative[name]
+        return ref_mean - d, ref_mean + d
+    return -math.inf, math.inf
+
+
+class DriftMonitor:
+    """A pipeline measurer: statistics of every frame, drift of every batch against the reference."""
+
+    name = "drift"
+
+    def __init__(self, reference: Reference, relative_tolerance: dict[str, float],
+                 absolute_tolerance: dict[str, float], arl0_batches: float = 1e6, window: int = 300,
+                 batch: int = 10, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats,
+                 on_batch: Callable[[BatchPoint], None] | None = None) -> None:
+        self.ref = reference
+        self.stats_fn = stats_fn
+        self.batch = int(batch)
+        if reference.frames < 5 * self.batch * 3:
+            raise ValueError(f"the reference has {reference.frames} frames; batches of {self.batch} need at least "
+                             f"{15 * self.batch}")
+        self.window = window
+        self.on_batch = on_batch
+        self.charts: dict[str, ControlChart] = {}
+        self.metrics: dict[str, MetricState] = {}
+        for k in SCALARS:
+            x = reference.scalars[k]
+            mean = float(x.mean())
+            lo, hi = tolerance_band(k, mean, relative_tolerance, absolute_tolerance)
+            # Shifts far smaller than the tolerance are real but not worth a signal: the chart's sigma is at
+            # least an eighth of the tolerance's half-width (an acceptance control chart).
+            floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
+            sd = max(chart_sigma(x, self.batch), floor, 1e-6 * max(1.0, abs(mean)))
+            self.charts[k] = ControlChart(mean, sd, arl0_batches)
+            self.metrics[k] = MetricState(k, mean, lo, hi, value=mean)
+        self._ref_hist = reference.hist[0]
+        self._sums = dict.fromkeys(SCALARS, 0.0)
+        self._count = 0
+        self._hist_window: deque[np.ndarray] = deque(maxlen=window)
+        self._scalar_window: dict[str, deque[float]] = {k: deque(maxlen=window) for k in SCALARS}
+        self._novel_window: deque[bool] = deque(maxlen=window)
+        self._proj_window: deque[np.ndarray] = deque(maxlen=window)
+        self.novelty_level = "ok"
+        self.scores: dict[str, float] = {}
+        self.points: deque[BatchPoint] = deque(maxlen=20000)
+        self.frames = 0
+
+    # ------------------------------------------------------------------ Measurer
+
+    def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
+        st = self.stats_fn(frame.as_order("BGR"))
+        self.frames += 1
+        values: dict[str, Any] = {k: round(float(v), 5) for k, v in st.scalars.items()}
+        values["grid"] = [round(float(v), 2) for v in st.grid.ravel()]
+        emb = detections.embedding if detections is not None else None
+        if emb is not None and self.ref.embedding is not None:
+            nov = self.ref.embedding.novelty(emb)
+            values["novelty"] = round(nov, 4)
+            self._novel_window.append(nov > 1.0)
+            self._proj_window.append(self.ref.embedding.project(emb[None])[0])
+        self._hist_window.append(st.hist[0])
+        for k in SCALARS:
+            self._sums[k] += st.scalars[k]
+            self._scalar_window[k].append(st.scalars[k])
+        self._count += 1
+        alarms: list[Alarm] = []
+        if self._count >= self.batch:
+            alarms = self._close_batch(frame)
+        values["drift"] = {k: m.level for k, m in self.metrics.items() if m.level != "ok"}
+        if self.novelty_level != "ok":
+            values["drift"]["novelty"] = self.novelty_level
+        values["drift_level"] = self.overall_level
+        if self.scores and self._count == 0:
+            values["drift_scores"] = {k: round(v, 5) for k, v in self.scores.items()}
+        return Measurement(values, alarms)
+
+    @property
+    def overall_level(self) -> str:
+        levels = [m.level for m in self.metrics.values()] + [self.novelty_level]
+        return max(levels, key=LEVELS.index)
+
+    # ------------------------------------------------------------------ batches
+
+    def _close_batch(self, frame: Frame) -> list[Alarm]:
+        t = frame.timestamp
+        means = {k: self._sums[k] / self._count for k in SCALARS}
+        self._sums = dict.fromkeys(SCALARS, 0.0)
+        self._count = 0
+        alarms: list[Alarm] = []
+        for k, mean in means.items():
+            chart, m = self.charts[k], self.metrics[k]
+            signalling = chart.update(mean)
+            m.value, m.last_batch = chart.state.ewma, mean
+            m.history.append((t, mean))
+            outside = not (m.low <= m.value <= m.high)
+            level = "alarm" if signalling and outside else ("warning" if signalling else "ok")
+            m.time_to_tolerance_s = self._eta(m)
+            if level != m.level:
+                alarms.append(self._transition(k, m.level, level, m))
+                m.level = level
+        self._scores()
+        nov_level = self._novelty_level()
+        if nov_level != self.novelty_level:
+            rate = float(np.mean(self._novel_window)) if self._novel_window else 0.0
+            alarms.append(Alarm("novelty", nov_level if nov_level != "ok" else "cleared",
+                                f"novelty: {rate:.0%} of the last {len(self._novel_window)} frames are unlike "
+                                f"the reference ({nov_level})"))
+            self.novelty_level = nov_level
+        point = BatchPoint(t, frame.sequence, means, {k: m.level for k, m in self.metrics.items()},
+                           dict(self.scores))
+        self.points.append(point)
+        if self.on_batch is not None:
+            self.on_batch(point)
+        return alarms
+
+    def _transition(self, k: str, old: str, new: str, m: MetricState) -> Alarm:
+        if new == "ok":
+            return Alarm(k, "cleared", f"{k} back in control ({m.value:.4g}, reference {m.reference:.4g})")
+        why = "outside its tolerance" if new == "alarm" else "drifting, still within tolerance"
+        eta = ""
+        if m.time_to_tolerance_s is not None and new == "warning":
+            eta = f"; tolerance in about {_human(m.time_to_tolerance_s)} at this trend"
+        return Alarm(k, new, f"{k} {why}: {m.value:.4g} against reference {m.reference:.4g} "
+                             f"(tolerance {m.low:.4g}..{m.high:.4g}){eta}")
+
+    @staticmethod
+    def _eta(m: MetricState) -> float | None:
+        """Seconds until the trend of the recent batch means crosses the tolerance, if it is heading there."""
+        if len(m.history) < 5 or not (m.low <= m.value <= m.high):
+            return None
+        t = np.array([p[0] for p in m.history])
+        y = np.array([p[1] for p in m.history])
+        if t[-1] - t[0] <= 0:
+            return None
+        slope = float(np.polyfit(t - t[0], y, 1)[0])
+        if slope > 0 and math.isfinite(m.high):
+            return (m.high - m.value) / slope
+        if slope < 0 and math.isfinite(m.low):
+            return (m.low - m.value) / slope
+        return None
+
+    def _scores(self) -> None:
+        if not self._hist_window:
+            return
+        cur = np.sum(self._hist_window, axis=0)
+        s = {"psi_luma": psi(self._ref_hist, cur), "kl_luma": kl(self._ref_hist, cur),
+             "js_luma": js(self._ref_hist, cur)}
+        for k in ("mean_luma", "focus", "gain_r", "gain_b"):
+            w = np.fromiter(self._scalar_window[k], float)
+            s[f"w1_{k}"] = wasserstein1(self.ref.scalars[k], w)
+            s[f"ks_{k}"] = ks(self.ref.scalars[k], w)
+        if self._proj_window and self.ref.embedding is not None:
+            e = self.ref.embedding
+            ref = e.projected[:: max(1, len(e.projected) // 300)]
+            cur_p = np.stack(self._proj_window)[-200:]
+            s["mmd_embedding"] = mmd_rbf(ref, cur_p, e.bandwidth)
+            s["novel_rate"] = float(np.mean(self._novel_window))
+        self.scores = s
+
+    def _novelty_level(self) -> str:
+        if len(self._novel_window) < min(self.window, 50):
+            return "ok"
+        rate = float(np.mean(self._novel_window))
+        return "alarm" if rate >= NOVELTY_ALARM_RATE else ("warning" if rate >= NOVELTY_WARNING_RATE else "ok")
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {k: m.to_dict() for k, m in self.metrics.items()}
+
+
+def _human(seconds: float) -> str:
+    s = abs(seconds)
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if s >= size:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.0f} s"
