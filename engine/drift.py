@@ -261,3 +261,30 @@ def _human(seconds: float) -> str:
         if s >= size:
             return f"{s / size:.1f} {unit}"
     return f"{s:.0f} s"
+
+
+class StatsMeasurer:
+    """The per-frame statistics alone, for when no reference is active."""
+
+    name = "stats"
+
+    def __init__(self, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats) -> None:
+        self.stats_fn = stats_fn
+
+    def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
+        return Measurement(self.stats_fn(frame.as_order("BGR")).to_record())
+
+
+def measurers_for(config: dict[str, Any], reference_path: str | None = None,
+                  on_batch: Callable[[BatchPoint], None] | None = None) -> list[Any]:
+    """The pipeline's measurers: drift against the reference named here or in the config, else statistics.
+
+    Raises :class:`engine.reference.ReferenceError` when a named reference cannot be used.
+    """
+    d = config["drift"]
+    path = reference_path or d["reference"]
+    if not path:
+        return [StatsMeasurer()]
+    ref = Reference.load(path)
+    return [DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"], arl0_batches=d["arl0_batches"],
+                         window=d["window_frames"], batch=d["batch_frames"], on_batch=on_batch)]

@@ -29,6 +29,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     bd.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: one per core)")
     bd.set_defaults(func=bench_detector)
+    bt = bsub.add_parser("stats", parents=[common],
+                         help="frame statistics: each backend against the plain NumPy/OpenCV baseline")
+    bt.add_argument("--frames", type=positive_int, default=40, help="frames timed per backend (default 40)")
+    bt.add_argument("--width", type=positive_int, default=1280)
+    bt.add_argument("--height", type=positive_int, default=1024)
+    bt.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
+    bt.add_argument("--json", action="store_true", help="the figures as JSON")
+    bt.set_defaults(func=bench_stats)
 
 
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -106,4 +114,48 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
     print(f"{med * 1000:>10.2f}{p95 * 1000:>9.2f}{fps:>12.1f}{30.0:>12.1f}{fps / 30:>10.2f}x")
     print(f"{'keeps up with' if fps >= 30 else 'falls behind'} 30 frames/s "
           f"({boxes / args.frames:.2f} boxes per frame at confidence {det.confidence:g})")
+    return 0
+
+
+def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    import json
+
+    import cv2
+    import numpy as np
+
+    from engine.simulator import LineSimulator
+    from engine.stats import SCALARS, cpu_stats, plain_stats
+
+    cv2.setNumThreads(max(0, args.threads))
+    sim = LineSimulator(seed=0, scenario="mixed", width=args.width, height=args.height)
+    frames = [sim.render(slot)[0] for slot in range(150, 150 + args.frames)]
+    nbytes = frames[0].nbytes
+    backends = {"plain numpy/opencv (baseline)": plain_stats, "cpu": cpu_stats}
+    rows = []
+    for name, fn in backends.items():
+        fn(frames[0])  # warm up (first-use checks, allocations)
+        times = []
+        for f in frames:
+            t = time.perf_counter()
+            fn(f)
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        rows.append({"backend": name, "median_ms": med * 1000, "fps": 1 / med, "gb_per_s": nbytes / med / 1e9})
+    base = rows[0]["median_ms"]
+    for r in rows:
+        r["speedup_vs_baseline"] = base / r["median_ms"]
+    a, b = cpu_stats(frames[0]), plain_stats(frames[0])
+    worst = max(abs(a.scalars[k] - b.scalars[k]) / max(1e-9, abs(b.scalars[k])) for k in SCALARS)
+    out = {"frame": f"{args.width}x{args.height}", "frames": args.frames, "opencv_threads": cv2.getNumThreads(),
+           "gpu": "not available (no CuPy GPU backend on this machine)", "max_relative_difference": worst,
+           "backends": rows}
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"frame statistics, {out['frame']}, {args.frames} frames, OpenCV threads {out['opencv_threads']}")
+    print(f"{'backend':<32}{'median ms':>10}{'fps':>9}{'GB/s':>8}{'vs baseline':>13}")
+    for r in rows:
+        print(f"{r['backend']:<32}{r['median_ms']:>10.2f}{r['fps']:>9.1f}{r['gb_per_s']:>8.3f}"
+              f"{r['speedup_vs_baseline']:>12.2f}x")
+    print(f"largest relative difference from the baseline: {worst:.2e}; GPU: {out['gpu']}")
     return 0

@@ -20,6 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--jsonl", help="write one JSON record per frame to this file ('-' for stdout)")
     r.add_argument("--give-up-after", type=float, default=60.0, metavar="SECONDS",
                    help="headless: stop when the source has delivered nothing this long (default 60)")
+    r.add_argument("--reference", help="a reference .npz to measure drift against (default: from the config)")
     r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model)")
     r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
     r.set_defaults(func=run)
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.detect import ModelError, load_detector
-    from engine.interfaces import BasicStats
+    from engine.drift import measurers_for
+    from engine.reference import ReferenceError
     from engine.pipeline import Pipeline, PipelineConfig
     from engine.records import JsonlWriter
     from engine.sources import SourceError, open_source
@@ -63,7 +65,11 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
     progress = _Progress(args.frames)
-    pipe = Pipeline(source, detector=detector, measurers=[BasicStats()], config=pcfg,
+    try:
+        measurers = measurers_for(config, args.reference)
+    except ReferenceError as e:
+        raise UserError(str(e)) from None
+    pipe = Pipeline(source, detector=detector, measurers=measurers, config=pcfg,
                     sinks=[s for s in (writer.frame if writer else None, progress.frame) if s],
                     event_sinks=[s for s in (writer.event if writer else None, progress.event) if s])
     pipe.start()
