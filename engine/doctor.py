@@ -89,12 +89,12 @@ def check_package(shown: str, dists: Sequence[str], module: str | None) -> Check
     if module is None:
         found = importlib.util.find_spec(_PACKAGE_MODULES.get(shown, shown)) is not None
         if version is None and not found:
-            return Check(shown, FAIL, "not installed: reinstall the station (pip install -e .)")
+            return Check(shown, FAIL, "not installed: reinstall the station (packaging/install.sh, or pip install -e .)")
         return Check(shown, OK, version or "installed (version unknown)")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError:
-        return Check(shown, FAIL, "not installed: reinstall the station (pip install -e .)")
+        return Check(shown, FAIL, "not installed: reinstall the station (packaging/install.sh, or pip install -e .)")
     except Exception as e:  # a broken binary package: missing system library, ABI mismatch
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return Check(shown, FAIL, f"installed ({version or 'version unknown'}) but cannot be imported: {first}")
