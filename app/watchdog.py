@@ -24,6 +24,7 @@ class ServiceNotifier(QtCore.QObject):
         super().__init__(parent)
         self.setObjectName("serviceNotifier")
         self.sent = 0
+        self.stopped = False
         self.timer = QtCore.QTimer(self)
         self.timer.setObjectName("watchdogTimer")
         self.timer.timeout.connect(self.ping)
@@ -59,11 +60,14 @@ class ServiceNotifier(QtCore.QObject):
 
     def stopping(self) -> None:
         self.timer.stop()
-        sdnotify.notify("STOPPING=1\nSTATUS=Closing")
+        if not self.stopped:
+            self.stopped = True
+            sdnotify.notify("STOPPING=1\nSTATUS=Closing")
 
 
 def attach_service_notifier(window: QtWidgets.QWidget) -> ServiceNotifier:
-    """A notifier owned by ``window``, started."""
-    notifier = ServiceNotifier(window)
+    """A started notifier for the station's ``window``. It belongs to the application, not the window
+    (which is deleted when it closes), so that STOPPING=1 still goes out when the application quits."""
+    notifier = ServiceNotifier(QtWidgets.QApplication.instance() or window)
     notifier.start()
     return notifier

@@ -89,13 +89,14 @@ def test_watchdog_pings_stop_while_the_ui_thread_is_blocked_and_resume_after(qtb
     assert len(before) >= 5 and len(after) >= 3  # fed before the hang, and again after it
     assert max(b - a for a, b in zip(pings, pings[1:])) >= 0.9  # the gap systemd would see
 
-    window.close()
-    QtCore.QCoreApplication.instance().aboutToQuit.emit()  # what app.exec() does on the way out
+    app = QtCore.QCoreApplication.instance()
+    app.aboutToQuit.emit()  # what app.exec() does on the way out
     qtbot.waitUntil(lambda: bool(notify_socket.times("STOPPING=1")), timeout=2000)
     n = len(notify_socket.times("WATCHDOG=1"))
     qtbot.wait(200)
     assert len(notify_socket.times("WATCHDOG=1")) == n  # no pings after STOPPING
-    QtCore.QCoreApplication.instance().aboutToQuit.disconnect(notifier.stopping)
+    app.aboutToQuit.disconnect(notifier.stopping)
+    notifier.deleteLater()
 
 
 def test_without_systemd_nothing_is_sent_and_no_timer_runs(qtbot, monkeypatch):
