@@ -13,11 +13,16 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.interfaces import BasicStats
+from engine.drift import DriftMonitor, StatsMeasurer, measurers_for
 from engine.pipeline import Pipeline, PipelineConfig
+from engine.reference import ReferenceError
 from engine.simulator import SCENARIOS
 from engine.sources import SourceError, open_source
+from engine.stats import SCALARS
+from engine.trends import TrendStore, read_events, read_trend
+from widgets.drift_panel import DriftPanel
 from widgets.live_view import LiveView
+from widgets.model_panel import ModelControls
 from widgets.source_panel import EventLog, SourceChooser, ValuesTable
 
 SIM_PRESETS = [(f"Simulated line — {name}", f"sim://?seed=0&scenario={name}") for name in SCENARIOS]
@@ -37,6 +42,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_id = -1
         self._uri = source or config["source"]["uri"]
         self.show_truth = bool(config["display"]["show_ground_truth"])
+        self._model_path: str | None = None  # None: the built-in model
+        self._detector: Any = None  # the loaded model, reused across source changes
+        self.model_controls = ModelControls(confidence=0.5)
+        self.model_controls.builtin_requested.connect(lambda: self.set_model(None))
+        self.model_controls.browse_requested.connect(self._browse_model)
+        self.model_controls.confidence_changed.connect(self._set_confidence)
 
         self.live = LiveView()
         self.setCentralWidget(self.live)
@@ -45,6 +56,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chooser.browse_requested.connect(self._browse)
         self.events = EventLog()
         self.values = ValuesTable()
+        self.drift = DriftPanel(list(SCALARS) + ["novel_rate"])
+        self.monitor: DriftMonitor | None = None
+        self.trend_store: TrendStore | None = None
+        self._batches_seen = 0
+        self._history_loaded: set[str] = set()
         self._make_actions()
         self._make_toolbar()
         self._make_docks()
@@ -89,6 +105,12 @@ class MainWindow(QtWidgets.QMainWindow):
                                       "Show the simulator's true defects as dashed boxes", checkable=True)
         self.act_truth.setChecked(self.show_truth)
         self.act_full = self._action("Full screen", "F11", self._toggle_full_screen, None)
+        self.act_model = self._action("Choose model…", "Ctrl+M", self._browse_model, None,
+                                      "Run a .pt2 or TorchScript model of your own")
+        self.act_conf_down = self._action("Lower confidence", "[", lambda: self.model_controls.step_confidence(-1),
+                                          None)
+        self.act_conf_up = self._action("Raise confidence", "]", lambda: self.model_controls.step_confidence(1),
+                                        None)
         self.act_quit = self._action("Quit", "Ctrl+Q", self.close, None)
 
     def _make_toolbar(self) -> None:
@@ -101,9 +123,11 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.addSeparator()
         tb.addWidget(self.chooser)
         tb.addSeparator()
+        tb.addWidget(self.model_controls)
+        tb.addSeparator()
         tb.addAction(self.act_truth)
         menu = self.menuBar().addMenu("&Station")
-        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open):
+        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open, self.act_model):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(self.act_quit)
@@ -125,6 +149,9 @@ class MainWindow(QtWidgets.QMainWindow):
         Right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         self.dock_values = self._dock("Measurements", "measurementsDock", self.values, Right)
         self.dock_events = self._dock("Source events", "eventsDock", self.events, Right)
+        self.dock_drift = self._dock("Drift", "driftDock", self.drift, Right)
+        self.tabifyDockWidget(self.dock_values, self.dock_drift)
+        self.dock_drift.raise_()
 
     def _make_status(self) -> None:
         sb = self.statusBar()
@@ -133,7 +160,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.lbl_fps = QtWidgets.QLabel()
         self.lbl_latency = QtWidgets.QLabel()
         self.lbl_drops = QtWidgets.QLabel()
-        for name, lbl in (("stateLabel", self.lbl_state), ("sourceLabel", self.lbl_source),
+        self.lbl_model = QtWidgets.QLabel()
+        for name, lbl in (("stateLabel", self.lbl_state), ("modelStatus", self.lbl_model),
+                          ("sourceLabel", self.lbl_source),
                           ("fpsLabel", self.lbl_fps), ("latencyLabel", self.lbl_latency),
                           ("dropsLabel", self.lbl_drops)):
             lbl.setObjectName(name)
@@ -155,7 +184,14 @@ class MainWindow(QtWidgets.QMainWindow):
         cfg, pc = self.config, self.config["pipeline"]
         pcfg = PipelineConfig(read_timeout_s=cfg["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
                               retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"])
-        self.pipeline = Pipeline(source, measurers=[BasicStats()], config=pcfg)
+        try:
+            measurers = measurers_for(cfg, on_batch=self._on_batch)
+        except ReferenceError as e:
+            self._report("error", f"{e}; watching without drift measurement")
+            measurers = [StatsMeasurer()]
+        self._attach_monitor(next((m for m in measurers if isinstance(m, DriftMonitor)), None))
+        self.pipeline = Pipeline(source, detector=self._detector or self._model_factory(), measurers=measurers,
+                                 config=pcfg)
         self.pipeline.start()
         self.act_pause.setChecked(False)
         self.lbl_source.setText(source.describe())
@@ -194,6 +230,95 @@ class MainWindow(QtWidgets.QMainWindow):
             self.pipeline = None
         self._retired = [p for p in self._retired if p.running]
 
+    # ------------------------------------------------------------------ drift
+
+    def _on_batch(self, point: Any) -> None:
+        """On the pipeline's worker: hand the batch to the trend store's writer (never blocks)."""
+        store = self.trend_store
+        if store is not None:
+            store.add_batch(point)
+
+    def _attach_monitor(self, monitor: DriftMonitor | None) -> None:
+        self.monitor = monitor
+        self._batches_seen = 0
+        if monitor is None:
+            self.drift.summary.setText("No reference active: statistics only, no drift alarms "
+                                       "(set [drift] reference in the config).")
+            return
+        ref = monitor.ref
+        if self.trend_store is None or self.trend_store.reference_id != ref.id:
+            if self.trend_store is not None:
+                self.trend_store.close()
+            try:
+                self.trend_store = TrendStore(self.data_dir, ref.id)
+            except RuntimeError as e:
+                self._report("error", f"{e}; trends are not kept")
+                self.trend_store = None
+        self.drift.summary.setText(f"Reference {ref.id[:12]} ({ref.frames} frames, {ref.meta.get('source', '?')}); "
+                                   f"batches of {monitor.batch} frames")
+        self.drift.set_references({k: (m.reference, m.low, m.high) for k, m in monitor.metrics.items()})
+        if ref.id not in self._history_loaded:  # months of minute aggregates, once per reference
+            self._history_loaded.add(ref.id)
+            for k in self.drift.metrics:
+                rows = read_trend(self.data_dir, k, reference_id=ref.id)
+                self.drift.append(k, [r["minute"] for r in rows], [r["mean"] for r in rows])
+            for ev in read_events(self.data_dir):
+                self.drift.add_event(ev["time"], ev["kind"])
+            self.drift.redraw()
+
+    def _update_drift(self) -> None:
+        mon = self.monitor
+        if mon is None:
+            return
+        self._batches_seen, points = mon.new_points(self._batches_seen)
+        if not points:
+            return
+        for k in self.drift.metrics:
+            ts = [p.time for p in points if k in p.means]
+            self.drift.append(k, ts, [p.means[k] for p in points if k in p.means])
+        for p in points:
+            for a in p.alarms:
+                if a.severity in ("warning", "alarm") and a.name in p.means:
+                    self.drift.mark_alarm(a.name, p.time, p.means[a.name], a.severity)
+        levels, etas = {}, {}
+        for k, m in mon.metrics.items():
+            tip = (f"{k}: {m.value:.4g} (reference {m.reference:.4g}, tolerance {m.low:.4g}..{m.high:.4g})")
+            levels[k] = (m.level, tip)
+            if m.time_to_tolerance_s is not None and m.level != "ok":
+                etas[k] = f"limit in {m.time_to_tolerance_s / 3600:.1f} h"
+        levels["novel_rate"] = (mon.novelty_level, "share of recent frames unlike the reference")
+        self.drift.set_levels(levels, etas)
+        self.drift.set_histograms(mon.window_histogram(), mon.ref.hist[0] / max(1, mon.ref.hist[0].sum()))
+        self.drift.redraw()
+
+    def _model_factory(self):
+        path, conf = self._model_path, self.model_controls.confidence.value()
+
+        def load():
+            from engine.detect import load_detector  # torch loads on the worker, not here
+
+            return load_detector(path, confidence=conf)
+
+        self.model_controls.set_model("Model: loading…")
+        return load
+
+    def set_model(self, path: str | None) -> None:
+        """Use another model: the built-in one (``None``) or a file; the line restarts on it."""
+        self._model_path = path or None
+        self._detector = None
+        self.open_source(self._uri)
+
+    def _browse_model(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Model file", "", "Models (*.pt2 *.torchscript *.pt *.ts);;All files (*)")
+        if path:
+            self.set_model(path)
+
+    def _set_confidence(self, value: float) -> None:
+        detector = self.pipeline.detector if self.pipeline is not None else None
+        if detector is not None and hasattr(detector, "confidence"):
+            detector.confidence = float(value)  # read by the worker on its next frame
+
     def _browse(self, kind: str) -> None:
         if kind == "folder":
             path = QtWidgets.QFileDialog.getExistingDirectory(self, "Image folder")
@@ -223,6 +348,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ display
 
     def _tick(self) -> None:
+        self._ticks = getattr(self, "_ticks", 0) + 1
+        if self._ticks % 15 == 0:  # trends twice a second at the default display rate
+            self._update_drift()
         p = self.pipeline
         self._retired = [r for r in self._retired if r.running]
         if p is None:
@@ -230,6 +358,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         for ev in p.drain_events():
             self._report(ev.kind, ev.message, ev.wall_time)
+            if ev.kind in ("model", "opened") and self.trend_store is not None:
+                _, last = p.latest()
+                t = last.frame.timestamp if last is not None else ev.wall_time
+                self.trend_store.add_event(t, ev.kind, ev.message)
+                self.drift.add_event(t, ev.kind)
+            if ev.kind == "model-error":
+                self.model_controls.set_model("No model (see events)")
             if ev.kind in ("stalled", "frozen", "unavailable", "error"):
                 self.live.show_message(f"Source {ev.kind}: reconnecting…")
             elif ev.kind == "recovered":
@@ -238,6 +373,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.live.show_message("The source has no more frames")
             elif ev.kind == "failed":
                 self.live.show_message(ev.message)
+        detector = p.detector
+        if detector is not None and hasattr(detector, "device") and detector is not self._detector:
+            self._detector = detector
+            conf = getattr(detector, "confidence", None)
+            if conf is not None:
+                with QtCore.QSignalBlocker(self.model_controls.confidence):
+                    self.model_controls.confidence.setValue(float(conf))
+            self.model_controls.set_model(f"{detector.name} · {detector.device}")
         latest_id, result = p.latest()
         if result is not None and latest_id != self._last_id:
             self._last_id = latest_id
@@ -246,8 +389,12 @@ class MainWindow(QtWidgets.QMainWindow):
             dets = result.detections.boxes if result.detections is not None else ()
             truth = frame.ground_truth.boxes if (self.show_truth and frame.ground_truth is not None) else ()
             self.live.show_frame(rgb, dets, truth)
-            self.values.set_values({"sequence": frame.sequence, "defects (truth)": len(truth) if truth else "—",
-                                    **result.measurements})
+            shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+            self.values.set_values({"sequence": frame.sequence, "detections": len(dets),
+                                    "defects (truth)": len(truth) if truth else "—", **shown})
+        if result is not None and result.detector is not None:
+            d = result.detector
+            self.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
         st = p.stats
         self.lbl_state.setText(p.state.value.capitalize())
         self.lbl_fps.setText(f"{st.fps:5.1f} fps")
@@ -258,7 +405,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _report(self, kind: str, message: str, when: float | None = None) -> None:
         self.events.add(kind, message, when)
-        if kind in ("error", "unavailable", "failed"):
+        if kind in ("error", "unavailable", "failed", "model-error"):
             self.statusBar().showMessage(message, 10000)
 
     # ------------------------------------------------------------------ layout
@@ -281,4 +428,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._retire()
         for p in self._retired:
             p.join(timeout=3.0)
+        if self.trend_store is not None:
+            self.trend_store.close()
+            self.trend_store = None
         super().closeEvent(event)

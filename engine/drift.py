@@ -16,6 +16,7 @@ crossed is extrapolated from the trend of the recent batch means.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,7 +27,7 @@ from engine.charts import ControlChart, js, kl, ks, mmd_rbf, psi, wasserstein1
 from engine.frame import Frame
 from engine.interfaces import Alarm, Detections, Measurement
 from engine.reference import Reference
-from engine.stats import SCALARS, FrameStats, cpu_stats
+from engine.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
 NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
@@ -80,6 +81,7 @@ class BatchPoint:
     means: dict[str, float]
     levels: dict[str, str]
     scores: dict[str, float]
+    alarms: list[Alarm] = field(default_factory=list)  # level changes at this batch
 
 
 def tolerance_band(name: str, ref_mean: float, relative: dict[str, float], absolute: dict[str, float]
@@ -103,6 +105,7 @@ class DriftMonitor:
                  on_batch: Callable[[BatchPoint], None] | None = None) -> None:
         self.ref = reference
         self.stats_fn = stats_fn
+        opencv_luma_is_exact()  # decided now, not on the first frame
         self.batch = int(batch)
         if reference.frames < 5 * self.batch * 3:
             raise ValueError(f"the reference has {reference.frames} frames; batches of {self.batch} need at least "
@@ -131,7 +134,10 @@ class DriftMonitor:
         self.novelty_level = "ok"
         self.scores: dict[str, float] = {}
         self.points: deque[BatchPoint] = deque(maxlen=20000)
+        self.batches = 0
         self.frames = 0
+        self._lock = threading.Lock()
+        self._last_hist = np.zeros(256)
 
     # ------------------------------------------------------------------ Measurer
 
@@ -187,6 +193,8 @@ class DriftMonitor:
                 alarms.append(self._transition(k, m.level, level, m))
                 m.level = level
         self._scores()
+        if self._novel_window:
+            means["novel_rate"] = float(np.mean(self._novel_window))
         nov_level = self._novelty_level()
         if nov_level != self.novelty_level:
             rate = float(np.mean(self._novel_window)) if self._novel_window else 0.0
@@ -194,9 +202,12 @@ class DriftMonitor:
                                 f"novelty: {rate:.0%} of the last {len(self._novel_window)} frames are unlike "
                                 f"the reference ({nov_level})"))
             self.novelty_level = nov_level
-        point = BatchPoint(t, frame.sequence, means, {k: m.level for k, m in self.metrics.items()},
-                           dict(self.scores))
-        self.points.append(point)
+        levels = {k: m.level for k, m in self.metrics.items()}
+        levels["novelty"] = self.novelty_level
+        point = BatchPoint(t, frame.sequence, means, levels, dict(self.scores), list(alarms))
+        with self._lock:
+            self.points.append(point)
+            self.batches += 1
         if self.on_batch is not None:
             self.on_batch(point)
         return alarms
@@ -231,6 +242,8 @@ class DriftMonitor:
         if not self._hist_window:
             return
         cur = np.sum(self._hist_window, axis=0)
+        with self._lock:
+            self._last_hist = cur.astype(np.float64)
         s = {"psi_luma": psi(self._ref_hist, cur), "kl_luma": kl(self._ref_hist, cur),
              "js_luma": js(self._ref_hist, cur)}
         for k in ("mean_luma", "focus", "gain_r", "gain_b"):
@@ -251,6 +264,18 @@ class DriftMonitor:
         rate = float(np.mean(self._novel_window))
         return "alarm" if rate >= NOVELTY_ALARM_RATE else ("warning" if rate >= NOVELTY_WARNING_RATE else "ok")
 
+    def new_points(self, seen: int) -> tuple[int, list[BatchPoint]]:
+        """Batches after the first ``seen`` (thread-safe), and the new count to pass next time."""
+        with self._lock:
+            fresh = min(self.batches - seen, len(self.points))
+            return self.batches, list(self.points)[len(self.points) - fresh:] if fresh > 0 else []
+
+    def window_histogram(self) -> np.ndarray:
+        """The luminance histogram of the sliding window, as shares (thread-safe copy)."""
+        with self._lock:
+            h = self._last_hist.copy()
+        return h / h.sum() if h.sum() else h
+
     def status(self) -> dict[str, dict[str, Any]]:
         return {k: m.to_dict() for k, m in self.metrics.items()}
 
@@ -270,6 +295,7 @@ class StatsMeasurer:
 
     def __init__(self, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats) -> None:
         self.stats_fn = stats_fn
+        opencv_luma_is_exact()  # decided now, not on the first frame
 
     def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
         return Measurement(self.stats_fn(frame.as_order("BGR")).to_record())

@@ -118,7 +118,8 @@ EventSink = Callable[[SourceEvent], None]
 class Pipeline:
     """Runs a source through a detector and measurers. Control methods are thread-safe."""
 
-    def __init__(self, source: FrameSource, detector: Detector | None = None, measurers: Sequence[Measurer] = (),
+    def __init__(self, source: FrameSource, detector: Detector | Callable[[], Detector] | None = None,
+                 measurers: Sequence[Measurer] = (),
                  config: PipelineConfig | None = None, sinks: Sequence[Sink] = (),
                  event_sinks: Sequence[EventSink] = ()) -> None:
         self.source = source
@@ -199,6 +200,15 @@ class Pipeline:
         down_wall: float | None = None
         self.state = State.RUNNING
         try:
+            if self.detector is not None and not isinstance(self.detector, Detector):
+                # A factory: the model loads here, on the worker, so a window never waits for it.
+                # A model that cannot be used is said in one sentence; the line is still watched without it.
+                try:
+                    self.detector = self.detector()
+                    self._event("model", f"model {self.detector.name} on {self.detector.device}")
+                except ValueError as e:
+                    self.detector = None
+                    self._event("model-error", f"{e}; running without a detector")
             while not self._stop.is_set():
                 if not self._resume.is_set():
                     self.state = State.PAUSED

@@ -142,15 +142,25 @@ def luma_reference(bgr: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _opencv_luma_is_exact() -> bool:
-    """Whether this OpenCV's BGR->GRAY is exactly the definition (OpenCV 5 is; 4.x used 14-bit weights)."""
-    levels = np.arange(256, dtype=np.uint8)
-    every = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)
-    return bool(np.array_equal(cv2.cvtColor(every, cv2.COLOR_BGR2GRAY), luma_reference(every)))
+def opencv_luma_is_exact() -> bool:
+    """Whether this OpenCV's BGR->GRAY is exactly the definition, for all 2^24 colours (OpenCV 5 is;
+    4.x used 14-bit weights). Decided once, in about 0.1 s: measurers call it when they are made."""
+    levels = np.arange(256, dtype=np.uint32)
+    wr, wg, wb = LUMA_WEIGHTS
+    # Every colour as a 4096 x 4096 image: rows are (b, g-high), columns (g-low, r); the definition is
+    # separable, so it is a sum of three broadcast tables.
+    b = np.repeat(levels, 16)[:, None]
+    g = (np.tile(np.arange(16, dtype=np.uint32), 256) * 16)[:, None] + np.repeat(np.arange(16, dtype=np.uint32),
+                                                                                256)[None, :]
+    r = np.tile(levels, 16)[None, :]
+    want = ((wb * b + wg * g + wr * r + 32768) >> 16).astype(np.uint8)
+    every = np.empty((4096, 4096, 3), np.uint8)
+    every[..., 0], every[..., 1], every[..., 2] = b, g, r
+    return bool(np.array_equal(cv2.cvtColor(every, cv2.COLOR_BGR2GRAY), want))
 
 
 def _luma(bgr: np.ndarray) -> np.ndarray:
-    if _opencv_luma_is_exact():
+    if opencv_luma_is_exact():
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     return luma_reference(bgr)
 

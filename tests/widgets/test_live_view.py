@@ -59,3 +59,19 @@ def test_values_table_follows_the_values(qtbot):
     qtbot.addWidget(table)
     table.set_values({"luma": 87.123, "sequence": 5})
     assert table.rowCount() == 2 and table.item(0, 1).text() == "87.12" and table.item(1, 1).text() == "5"
+
+
+def test_drawing_frames_does_not_leak_references_to_shared_singletons(qtbot):
+    """A station draws millions of frames. PySide6 6.12 decremented the refcounts of True and None on each
+    ImageItem.setImage, which crashed the window after a while; the pin in pyproject.toml keeps it out."""
+    import sys
+
+    view = LiveView()
+    qtbot.addWidget(view)
+    frame = np.zeros((64, 80, 3), np.uint8)
+    view.show_frame(frame, boxes(2, 0.7), boxes(1))
+    before = sys.getrefcount(True), sys.getrefcount(None)
+    for _ in range(500):
+        view.show_frame(frame, boxes(2, 0.7), boxes(1))
+    after = sys.getrefcount(True), sys.getrefcount(None)
+    assert after[0] >= before[0] - 5 and after[1] >= before[1] - 5

@@ -1,0 +1,76 @@
+"""The station's SQLite database: one file in the data directory, opened the same way everywhere.
+
+Every connection runs in WAL mode with ``synchronous=FULL`` and foreign keys on. The schema grows
+by numbered migrations recorded in ``PRAGMA user_version``; each runs in its own transaction,
+so a crash leaves the database at the last complete step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import sqlite_utils
+
+DB_NAME = "station.sqlite"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be opened or upgraded; one sentence."""
+
+
+def _m1_trends(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE trend_minutes (
+        minute INTEGER NOT NULL,          -- start of the minute, seconds since the epoch (source clock)
+        metric TEXT NOT NULL,
+        n INTEGER NOT NULL,               -- batches aggregated
+        mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+        level TEXT NOT NULL,              -- worst level seen in the minute
+        reference_id TEXT NOT NULL,
+        PRIMARY KEY (minute, metric, reference_id))""")
+    db.execute("""CREATE TABLE drift_alarms (
+        id INTEGER PRIMARY KEY, time REAL NOT NULL, metric TEXT NOT NULL, level TEXT NOT NULL,
+        message TEXT NOT NULL, reference_id TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE station_events (
+        id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL)""")
+    db.execute("CREATE INDEX drift_alarms_time ON drift_alarms(time)")
+    db.execute("CREATE INDEX station_events_time ON station_events(time)")
+
+
+# Append only: a migration, once released, never changes; the next change is a new entry.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends]
+
+
+def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
+    """Open (and if asked, upgrade) the database at ``path``."""
+    try:
+        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as e:
+        raise DatabaseError(f"database {path} cannot be opened: {e}") from None
+    db = sqlite_utils.Database(conn)
+    if migrate:
+        upgrade(db, path)
+    return db
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def upgrade(db: sqlite_utils.Database, path: Path | str = "") -> None:
+    current = schema_version(db)
+    if current > len(MIGRATIONS):
+        raise DatabaseError(f"database {path} is from a newer version of the station (schema {current})")
+    for number in range(current + 1, len(MIGRATIONS) + 1):
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            MIGRATIONS[number - 1](db)
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            db.execute("ROLLBACK")
+            raise DatabaseError(f"database {path} could not be upgraded to schema {number}: {e}") from None
