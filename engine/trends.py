@@ -36,6 +36,8 @@ class TrendStore:
         self._db = connect(self.path)  # creates and upgrades here, on the caller, so errors surface early
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.dropped = 0
+        self.errors = 0
+        self.last_error = ""
         self._current: _Minute | None = None
         self._thread = threading.Thread(target=self._write_loop, name="trend-writer", daemon=True)
         self._thread.start()
@@ -69,10 +71,14 @@ class TrendStore:
                 self._flush_minute(db)
                 db.conn.close()
                 return
-            if kind == "batch":
-                self._aggregate(db, item)
-            elif kind == "event":
-                db["station_events"].insert(dict(zip(("time", "kind", "detail"), item)))
+            try:
+                if kind == "batch":
+                    self._aggregate(db, item)
+                elif kind == "event":
+                    db["station_events"].insert(dict(zip(("time", "kind", "detail"), item)))
+            except Exception as e:  # a full disk or a locked file: keep the writer alive, keep count
+                self.errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
 
     def _aggregate(self, db: Any, p: BatchPoint) -> None:
         for a in p.alarms:
@@ -101,7 +107,7 @@ class TrendStore:
             return
         rows = [{"minute": cur.minute, "metric": k, "n": cur.counts[k], "mean": cur.sums[k] / cur.counts[k],
                  "min": cur.mins[k],
-                 "max": cur.maxs[k], "level": cur.levels[k], "reference_id": self.reference_id} for k in cur.sums]
+                 "max": cur.maxs[k], "level": cur.levels.get(k, "ok"), "reference_id": self.reference_id} for k in cur.sums]
         db["trend_minutes"].upsert_all(rows, pk=("minute", "metric", "reference_id"))
 
 
