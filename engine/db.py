@@ -38,8 +38,41 @@ def _m1_trends(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX station_events_time ON station_events(time)")
 
 
+def _m2_feedback(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE images (
+        sha256 TEXT PRIMARY KEY,          -- of the PNG file's bytes; the file is images/<2 hex>/<sha256>.png
+        width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL)""")
+    db.execute("""CREATE TABLE frames (
+        id INTEGER PRIMARY KEY,
+        image_sha256 TEXT NOT NULL REFERENCES images(sha256),
+        source TEXT NOT NULL, sequence INTEGER NOT NULL, timestamp REAL NOT NULL,
+        model TEXT, device TEXT, reference_id TEXT,
+        detections TEXT NOT NULL,         -- JSON: the model's boxes as shown to the operator
+        stats TEXT NOT NULL,              -- JSON: the frame's statistics
+        ground_truth TEXT,                -- JSON, simulated sources only
+        queue_reason TEXT,                -- why it was put before an operator, if it was
+        kept_as TEXT NOT NULL DEFAULT 'reviewed',  -- reviewed | sample
+        created REAL NOT NULL,
+        UNIQUE (source, sequence, timestamp))""")
+    db.execute("""CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        review_id TEXT NOT NULL UNIQUE,
+        frame_id INTEGER NOT NULL REFERENCES frames(id),
+        operator TEXT NOT NULL,
+        time_utc REAL NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('confirm', 'reject', 'reclass', 'missed', 'unsure', 'undo')),
+        detection INTEGER,                -- index into the frame's detections, if about one
+        old_class TEXT, new_class TEXT, old_box TEXT, new_box TEXT,
+        score REAL, model TEXT, reference_id TEXT, queue_reason TEXT,
+        undoes INTEGER REFERENCES decisions(id),
+        origin TEXT NOT NULL DEFAULT 'operator')   -- operator | oracle | qc""")
+    db.execute("CREATE INDEX decisions_frame ON decisions(frame_id)")
+    db.execute("CREATE INDEX decisions_time ON decisions(time_utc)")
+    db.execute("CREATE INDEX frames_kept ON frames(kept_as, created)")
+
+
 # Append only: a migration, once released, never changes; the next change is a new entry.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends, _m2_feedback]
 
 
 def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:

@@ -20,6 +20,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--jsonl", help="write one JSON record per frame to this file ('-' for stdout)")
     r.add_argument("--give-up-after", type=float, default=60.0, metavar="SECONDS",
                    help="headless: stop when the source has delivered nothing this long (default 60)")
+    r.add_argument("--auto-review", metavar="SPEC",
+                   help="headless: review frames as an operator would, from the simulator's truth: "
+                        "oracle[:ACCURACY][,operator=ID]; decisions go to the store, acks to the JSON lines")
     r.add_argument("--reference", help="a reference .npz to measure drift against (default: from the config)")
     r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model)")
     r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
@@ -44,7 +47,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.records import JsonlWriter
     from engine.sources import SourceError, open_source
 
-    data_dir(args)
+    directory = data_dir(args)
     uri = args.source or config["source"]["uri"]
     try:
         source = open_source(uri, realtime=False)
@@ -69,8 +72,12 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         measurers = measurers_for(config, args.reference)
     except ReferenceError as e:
         raise UserError(str(e)) from None
+    review = _AutoReview(args.auto_review, directory, detector, writer) if args.auto_review else None
+    if review is not None and not uri.startswith("sim://"):
+        raise UserError("the oracle reviewer needs the simulator's ground truth: use a sim:// source")
     pipe = Pipeline(source, detector=detector, measurers=measurers, config=pcfg,
-                    sinks=[s for s in (writer.frame if writer else None, progress.frame) if s],
+                    sinks=[s for s in (writer.frame if writer else None, review.frame if review else None,
+                                       progress.frame) if s],
                     event_sinks=[s for s in (writer.event if writer else None, progress.event) if s])
     pipe.start()
     try:
@@ -82,6 +89,8 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         raise
     finally:
         summary = {"type": "summary", "source": source.describe(), "state": pipe.state.value, **pipe.stats.to_dict()}
+        if review is not None:
+            summary["reviews"] = review.finish()
         if pipe.error:
             summary["error"] = pipe.error
         if writer:
@@ -129,3 +138,76 @@ class _Progress:
             print(file=sys.stderr)
 
 
+
+
+class _AutoReview:
+    """The headless operator: reviews frames on the pipeline's worker; the store acknowledges on its writer."""
+
+    def __init__(self, spec: str, directory: Path, detector: Any, writer: Any) -> None:
+        from engine.feedback import FeedbackError, FeedbackStore
+        from engine.review import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
+
+        try:
+            accuracy, operator = parse_auto_review(spec)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        try:
+            self.store = FeedbackStore(directory)
+        except FeedbackError as e:
+            raise UserError(str(e)) from None
+        self.reviewer = OracleReviewer(accuracy, operator)
+        self.router = ReviewRouter(RouterConfig(threshold=float(getattr(detector, "confidence", 0.5) or 0.5)))
+        self.writer = writer
+        self.counts = {"submitted": 0, "acknowledged": 0, "failed": 0, "samples": 0}
+        self.errors: list[str] = []
+        self.latencies: list[float] = []
+        self.frames = 0
+
+    def frame(self, result: Any) -> None:
+        from engine.feedback import FrameForReview
+
+        f = result.frame
+        dets = result.detections.boxes if result.detections is not None else ()
+        stats = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+        reason = self.router.reason([b.score or 0.0 for b in dets], result.measurements)
+        fr = FrameForReview(f.image, f.source_id, f.sequence, f.timestamp, tuple(dets),
+                            (result.detector or {}).get("name"), (result.detector or {}).get("device"),
+                            result.measurements.get("reference_id"), stats,
+                            f.ground_truth.to_dict() if f.ground_truth is not None else None, reason or "oracle")
+        self.frames += 1
+        decisions = self.reviewer.review(fr)
+        if not decisions:
+            if self.frames % 50 == 0:  # a bounded sample of frames nobody had to review
+                self.store.keep_sample(fr)
+                self.counts["samples"] += 1
+            return
+        for d in decisions:
+            self.counts["submitted"] += 1
+            self.store.submit(d, on_ack=lambda a, d=d, f=f: self._ack(a, d, f))
+
+    def _ack(self, ack: Any, decision: Any, frame: Any) -> None:
+        from engine.feedback import Ack
+
+        if isinstance(ack, Ack):
+            self.counts["acknowledged"] += 1
+            self.latencies.append(ack.latency_ms)
+            if self.writer is not None:
+                self.writer.write({"type": "review_ack", "review_id": ack.review_id, "decision_id": ack.decision_id,
+                                   "sequence": frame.sequence, "verdict": decision.verdict,
+                                   "operator": decision.operator, "latency_ms": round(ack.latency_ms, 2)})
+        else:
+            self.counts["failed"] += 1
+            if len(self.errors) < 5:
+                self.errors.append(str(ack))
+            print(f"inspection-station: error: a decision was not stored: {ack}", file=sys.stderr)
+
+    def finish(self) -> dict[str, Any]:
+        self.store.close()
+        out: dict[str, Any] = dict(self.counts)
+        if self.latencies:
+            lat = sorted(self.latencies)
+            out["ack_ms_median"] = round(lat[len(lat) // 2], 2)
+            out["ack_ms_p95"] = round(lat[int(0.95 * (len(lat) - 1))], 2)
+        if self.errors:
+            out["errors"] = self.errors
+        return out
