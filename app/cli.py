@@ -18,7 +18,7 @@ from engine import __version__
 from engine.config import ConfigError, load_config
 
 # Modules under app/commands, each with ``register(subparsers, common_parser)``.
-COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference")
+COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback")
 
 
 def _common() -> argparse.ArgumentParser:

@@ -158,12 +158,27 @@ class FeedbackStore:
         return fut
 
     def keep_sample(self, frame: FrameForReview) -> cf.Future:
-        """Keep an unreviewed frame in the bounded sample (for downstream quality checks to refer to)."""
+        """Store a frame (image and row) before anyone decides on it.
+
+        Called when a frame is put before an operator, so that the image is already durable when the
+        click comes and the click only commits a row; and for the bounded sample of unreviewed frames
+        (for downstream quality checks to refer to). A frame nobody decides on stays a sample.
+        """
         fut: cf.Future = cf.Future()
         try:
             self._queue.put_nowait(("sample", frame, time.perf_counter(), fut))
         except queue.Full:
             fut.set_exception(FeedbackError("the writer is behind; sample not kept"))
+        return fut
+
+    def record_qc(self, rows: list[dict[str, Any]]) -> cf.Future:
+        """Defects found further down the line, as missed detections against the stored frames they belong to.
+
+        Each row: ``source``, ``sequence``, ``class``, optional ``box`` (x0, y0, x1, y1) and ``inspector``. The
+        future's result is a list, per row, of ``None`` (stored) or the reason it was not.
+        """
+        fut: cf.Future = cf.Future()
+        self._queue.put(("qc", rows, time.perf_counter(), fut))
         return fut
 
     def close(self, timeout: float = 30.0) -> None:
@@ -207,6 +222,8 @@ class FeedbackStore:
                 if kind == "decision":
                     ack = self._store_decision(db, item, t0)
                     fut.set_result(ack)
+                elif kind == "qc":
+                    fut.set_result(self._store_qc(db, item))
                 else:
                     fut.set_result(self._store_sample(db, item))
             except Exception as e:  # every failure becomes a sentence for the caller; the writer goes on
@@ -287,6 +304,25 @@ class FeedbackStore:
         db.execute("COMMIT")
         return Ack(d.review_id, int(cur.lastrowid), frame_id, (time.perf_counter() - t0) * 1000.0)
 
+    def _store_qc(self, db: Any, rows: list[dict[str, Any]]) -> list[str | None]:
+        out: list[str | None] = []
+        db.execute("BEGIN IMMEDIATE")
+        for r in rows:
+            frame = db.execute("SELECT id, model, reference_id FROM frames WHERE source = ? AND sequence = ?"
+                               " ORDER BY id DESC LIMIT 1", [r["source"], r["sequence"]]).fetchone()
+            if frame is None:
+                out.append(f"no stored frame {r['sequence']} from {r['source']} (only reviewed frames and a "
+                           "sample of the others are kept)")
+                continue
+            db.execute(
+                "INSERT INTO decisions (review_id, frame_id, operator, time_utc, verdict, new_class, new_box, model,"
+                " reference_id, queue_reason, origin) VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?, 'downstream-qc', 'qc')",
+                [uuid.uuid4().hex, frame[0], r.get("inspector") or "qc", time.time(), r["class"],
+                 _box_json(r.get("box")), frame[1], frame[2]])
+            out.append(None)
+        db.execute("COMMIT")
+        return out
+
     def _store_sample(self, db: Any, fr: FrameForReview) -> int:
         db.execute("BEGIN IMMEDIATE")
         frame_id = self._frame_row(db, fr, "sample")
@@ -365,3 +401,41 @@ def list_decisions(data_dir: Path, limit: int | None = None) -> list[dict[str, A
         return [dict(r) for r in db.query(sql)]
     finally:
         db.conn.close()
+
+
+def read_qc_csv(path: Path, classes: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Rows of a downstream-QC CSV (``source,sequence,class[,x0,y0,x1,y1][,inspector]``), with line numbers;
+    and the bad rows, each with its line number and what is wrong with it."""
+    import csv
+
+    good: list[tuple[int, dict[str, Any]]] = []
+    bad: list[tuple[int, str]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"source", "sequence", "class"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} needs the columns source, sequence and class (missing: "
+                             f"{', '.join(sorted(missing))})")
+        for row in reader:
+            line = reader.line_num
+            try:
+                seq = int(row["sequence"])
+                cls = (row["class"] or "").strip()
+                if cls not in classes:
+                    raise ValueError(f"unknown class {cls!r} (known: {', '.join(classes)})")
+                box = None
+                coords = [row.get(k) for k in ("x0", "y0", "x1", "y1")]
+                if any(c not in (None, "") for c in coords):
+                    box = tuple(float(c) for c in coords)  # type: ignore[arg-type]
+                    if not (box[0] < box[2] and box[1] < box[3]):
+                        raise ValueError("the box must have x0 < x1 and y0 < y1")
+                if not (row.get("source") or "").strip():
+                    raise ValueError("no source")
+                good.append((line, {"source": row["source"].strip(), "sequence": seq, "class": cls, "box": box,
+                                    "inspector": (row.get("inspector") or "").strip() or None}))
+            except (ValueError, TypeError) as e:
+                msg = str(e)
+                if "invalid literal" in msg or "could not convert" in msg:
+                    msg = "sequence and box coordinates must be numbers"
+                bad.append((line, msg))
+    return good, bad

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from app.commands import UserError, positive_int
@@ -37,6 +38,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bt.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
     bt.add_argument("--json", action="store_true", help="the figures as JSON")
     bt.set_defaults(func=bench_stats)
+    bf = bsub.add_parser("feedback", parents=[common],
+                         help="decision acknowledgement latency: click to durable, 1280x1024 frames")
+    bf.add_argument("--decisions", type=positive_int, default=60, help="decisions timed (default 60)")
+    bf.add_argument("--width", type=positive_int, default=1280)
+    bf.add_argument("--height", type=positive_int, default=1024)
+    bf.set_defaults(func=bench_feedback)
 
 
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -121,7 +128,6 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import json
 
     import cv2
-    import numpy as np
 
     from engine.simulator import LineSimulator
     from engine.stats import SCALARS, cpu_stats, plain_stats
@@ -158,4 +164,38 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
         print(f"{r['backend']:<32}{r['median_ms']:>10.2f}{r['fps']:>9.1f}{r['gb_per_s']:>8.3f}"
               f"{r['speedup_vs_baseline']:>12.2f}x")
     print(f"largest relative difference from the baseline: {worst:.2e}; GPU: {out['gpu']}")
+    return 0
+
+
+def bench_feedback(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """Click-to-durable latency, in the store's data directory (a temporary one under the data dir)."""
+    import tempfile
+
+    from app.commands import data_dir
+    from engine.feedback import Decision, FeedbackStore, FrameForReview
+    from engine.simulator import LineSimulator
+
+    sim = LineSimulator(seed=0, width=args.width, height=args.height)
+    rows = {}
+    with tempfile.TemporaryDirectory(dir=data_dir(args), prefix="bench-feedback-") as tmp:
+        store = FeedbackStore(Path(tmp))
+        for mode in ("shown first (image stored when the frame is put before the operator)",
+                     "cold (image stored on the click)"):
+            lat = []
+            for i in range(args.decisions):
+                image, truth = sim.render(1000 * len(rows) + i)
+                fr = FrameForReview(image, "sim:bench", 1000 * len(rows) + i, float(i))
+                if mode.startswith("shown"):
+                    store.keep_sample(fr).result(30)
+                    time.sleep(0.02)  # the operator looks, then clicks
+                ack = store.submit(Decision(fr, "bench", "unsure")).result(30)
+                lat.append(ack.latency_ms)
+            lat.sort()
+            rows[mode] = (statistics.median(lat), lat[int(0.95 * (len(lat) - 1))], lat[-1])
+        store.close()
+    print(f"decision acknowledgement, {args.width}x{args.height} frames, {args.decisions} decisions each, "
+          f"SQLite WAL synchronous=FULL, PNG images with fsync")
+    print(f"{'':<72}{'median ms':>10}{'p95 ms':>9}{'max ms':>9}")
+    for mode, (med, p95, mx) in rows.items():
+        print(f"{mode:<72}{med:>10.1f}{p95:>9.1f}{mx:>9.1f}")
     return 0
