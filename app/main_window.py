@@ -7,6 +7,9 @@ window never waits on a camera, and nothing queues behind a slow redraw.
 
 from __future__ import annotations
 
+import getpass
+import queue
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +17,18 @@ import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.drift import DriftMonitor, StatsMeasurer, measurers_for
+from engine.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.reference import ReferenceError
-from engine.simulator import SCENARIOS
+from engine.review import ReviewRouter, RouterConfig
+from engine.simulator import DEFECT_CLASSES, SCENARIOS
 from engine.sources import SourceError, open_source
 from engine.stats import SCALARS
 from engine.trends import TrendStore, read_events, read_trend
 from widgets.drift_panel import DriftPanel
 from widgets.live_view import LiveView
 from widgets.model_panel import ModelControls
+from widgets.review_panel import ReviewPanel
 from widgets.source_panel import EventLog, SourceChooser, ValuesTable
 
 SIM_PRESETS = [(f"Simulated line — {name}", f"sim://?seed=0&scenario={name}") for name in SCENARIOS]
@@ -57,6 +63,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.events = EventLog()
         self.values = ValuesTable()
         self.drift = DriftPanel(list(SCALARS) + ["novel_rate"])
+        self._init_review()
         self.monitor: DriftMonitor | None = None
         self.trend_store: TrendStore | None = None
         self._batches_seen = 0
@@ -111,6 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                           None)
         self.act_conf_up = self._action("Raise confidence", "]", lambda: self.model_controls.step_confidence(1),
                                         None)
+        self._make_review_actions()
         self.act_quit = self._action("Quit", "Ctrl+Q", self.close, None)
 
     def _make_toolbar(self) -> None:
@@ -150,6 +158,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.dock_values = self._dock("Measurements", "measurementsDock", self.values, Right)
         self.dock_events = self._dock("Source events", "eventsDock", self.events, Right)
         self.dock_drift = self._dock("Drift", "driftDock", self.drift, Right)
+        self.dock_review = self._dock("Review", "reviewDock", self.review, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.dock_values, self.dock_drift)
         self.dock_drift.raise_()
 
@@ -191,7 +200,7 @@ class MainWindow(QtWidgets.QMainWindow):
             measurers = [StatsMeasurer()]
         self._attach_monitor(next((m for m in measurers if isinstance(m, DriftMonitor)), None))
         self.pipeline = Pipeline(source, detector=self._detector or self._model_factory(), measurers=measurers,
-                                 config=pcfg)
+                                 config=pcfg, sinks=[self._route])
         self.pipeline.start()
         self.act_pause.setChecked(False)
         self.lbl_source.setText(source.describe())
@@ -229,6 +238,226 @@ class MainWindow(QtWidgets.QMainWindow):
             self._retired.append(self.pipeline)
             self.pipeline = None
         self._retired = [p for p in self._retired if p.running]
+
+    # ------------------------------------------------------------------ review
+
+    def _init_review(self) -> None:
+        self.review = ReviewPanel(DEFECT_CLASSES, operator=getpass.getuser())
+        self.review.freeze_toggled.connect(self.toggle_freeze)
+        self.review.next_queued.connect(self.review_next_queued)
+        self.review.confirm.connect(lambda: self.decide("confirm"))
+        self.review.reject.connect(lambda: self.decide("reject"))
+        self.review.reclass.connect(self._class_chosen)
+        self.review.draw_missed.connect(self._draw_missed)
+        self.review.unsure.connect(lambda: self.decide("unsure"))
+        self.review.undo.connect(self.undo)
+        self.review.next_detection.connect(self.select_next)
+        self.live.box_clicked.connect(self._box_clicked)
+        self.live.box_drawn.connect(self._box_drawn)
+        self.frozen: Any = None  # the FrameResult under review
+        self.frozen_frame: FrameForReview | None = None
+        self.selected: int | None = None
+        self.states: dict[int, str] = {}
+        self._draw_class = DEFECT_CLASSES[0]
+        self._acks: queue.SimpleQueue = queue.SimpleQueue()  # from the store's writer to the main thread
+        self._done: list[tuple[str, FrameForReview, int | None]] = []  # own decisions, newest last, for undo
+        self.review_queue: deque = deque(maxlen=500)  # appended on the pipeline's worker
+        self.router = ReviewRouter(RouterConfig())
+        self.store: FeedbackStore | None = None
+        try:
+            self.store = FeedbackStore(self.data_dir)
+        except FeedbackError as e:
+            self.review.show_failed(f"{e}; decisions cannot be stored")
+
+    def _make_review_actions(self) -> None:
+        self.act_freeze = self._action("Freeze or resume", "F", self.toggle_freeze, None)
+        self.act_queue = self._action("Next in review queue", "N", self.review_next_queued, None)
+        self.act_confirm = self._action("Confirm detection", "C", lambda: self.decide("confirm"), None)
+        self.act_reject = self._action("Reject detection", "X", lambda: self.decide("reject"), None)
+        self.act_unsure = self._action("Unsure frame", "U", lambda: self.decide("unsure"), None)
+        self.act_missed = self._action("Draw missed defect", "M", self.review.missed_button.toggle, None)
+        self.act_undo = self._action("Undo last decision", "Ctrl+Z", self.undo, None)
+        self.act_next_det = self._action("Next detection", "Tab", self.select_next, None)
+        self.act_classes = [self._action(f"Class {name}", str(i + 1), lambda *_, n=name: self._class_chosen(n), None)
+                            for i, name in enumerate(DEFECT_CLASSES)]
+
+    def _route(self, result: Any) -> None:
+        """On the pipeline's worker: set frames worth a human look aside, with the reason."""
+        if self.store is None:
+            return
+        scores = [b.score or 0.0 for b in result.detections.boxes] if result.detections is not None else []
+        why = self.router.reason(scores, result.measurements)
+        if why is not None:
+            self.review_queue.append((result, why))
+
+    def toggle_freeze(self) -> None:
+        if self.frozen is not None:
+            self.resume_live()
+        elif self.pipeline is not None:
+            _, result = self.pipeline.latest()
+            if result is not None:
+                self.freeze(result, "operator")
+        self.review.set_reviewing(self.frozen is not None, bool(self.frozen_frame and self.frozen_frame.detections))
+
+    def review_next_queued(self) -> None:
+        if self.review_queue:
+            result, why = self.review_queue.popleft()
+            self.freeze(result, why)
+
+    def freeze(self, result: Any, reason: str) -> None:
+        """Hold ``result`` for review; the line keeps running behind it."""
+        f = result.frame
+        dets = tuple(result.detections.boxes) if result.detections is not None else ()
+        stats = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+        self.frozen = result
+        self.frozen_frame = FrameForReview(
+            f.image, f.source_id, f.sequence, f.timestamp, dets, (result.detector or {}).get("name"),
+            (result.detector or {}).get("device"), result.measurements.get("reference_id"), stats,
+            f.ground_truth.to_dict() if f.ground_truth is not None else None, reason)
+        if self.store is not None:
+            self.store.keep_sample(self.frozen_frame)  # the image is durable before the first click
+        self.states = {}
+        self.selected = 0 if dets else None
+        rgb = cv2.cvtColor(f.image, cv2.COLOR_BGR2RGB) if f.channel_order == "BGR" else f.image
+        truth = f.ground_truth.boxes if (self.show_truth and f.ground_truth is not None) else ()
+        self.live.show_frame(rgb, dets, truth, self.selected, self.states)
+        self.live.show_message("")
+        self.review.set_reviewing(True, bool(dets))
+        self._review_status()
+
+    def resume_live(self) -> None:
+        self.frozen = self.frozen_frame = None
+        self.selected = None
+        self.states = {}
+        self.live.set_draw_mode(False)
+        self.review.set_reviewing(False)
+        self.review.status.setText("Live. Freeze a frame (F) or take one from the queue (N) to review it.")
+        self._last_id = -1
+
+    def _review_status(self) -> None:
+        fr = self.frozen_frame
+        if fr is None:
+            return
+        n = len(fr.detections)
+        head = f"Frame {fr.sequence} ({fr.queue_reason}). "
+        if self.selected is not None and n:
+            b = fr.detections[self.selected]
+            score = f" {b.score:.2f}" if b.score is not None else ""
+            head += f"Detection {self.selected + 1} of {n}: {b.class_name}{score}."
+        elif n:
+            head += f"All {n} detections decided."
+        else:
+            head += "No detections: draw any defect the model missed (M), or flag it (U)."
+        self.review.status.setText(head)
+
+    def select_next(self) -> None:
+        fr = self.frozen_frame
+        if fr is None or not fr.detections:
+            return
+        n = len(fr.detections)
+        start = -1 if self.selected is None else self.selected
+        for k in range(1, n + 1):
+            i = (start + k) % n
+            if i not in self.states:
+                self.selected = i
+                break
+        else:
+            self.selected = None
+        self.live.restyle(self.selected, self.states)
+        self.review.set_reviewing(True, self.selected is not None)
+        self._review_status()
+
+    def _box_clicked(self, index: int) -> None:
+        if self.frozen_frame is not None and not self.live.draw_mode:
+            self.selected = index
+            self.live.restyle(self.selected, self.states)
+            self.review.set_reviewing(True, True)
+            self._review_status()
+
+    def _class_chosen(self, name: str) -> None:
+        if self.live.draw_mode:
+            self._draw_class = name
+            self.review.status.setText(f"Drag a box around the missed {name}.")
+        elif self.selected is not None:
+            det = self.frozen_frame.detections[self.selected] if self.frozen_frame else None
+            self.decide("confirm" if det is not None and det.class_name == name else "reclass", new_class=name)
+
+    def _draw_missed(self, on: bool) -> None:
+        if self.frozen_frame is None:
+            with QtCore.QSignalBlocker(self.review.missed_button):
+                self.review.missed_button.setChecked(False)
+            return
+        self.live.set_draw_mode(on)
+        if on:
+            self.review.status.setText(f"Drag a box around the missed defect ({self._draw_class}; 1-3 to change).")
+        else:
+            self._review_status()
+
+    def _box_drawn(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.decide("missed", new_box=(x0, y0, x1, y1), new_class=self._draw_class)
+        self.review.missed_button.setChecked(False)
+
+    def decide(self, verdict: str, new_class: str | None = None, new_box: tuple | None = None) -> None:
+        """One operator decision on the frozen frame, sent to the store; "saved" shows once it is durable."""
+        fr = self.frozen_frame
+        if fr is None or self.store is None:
+            return
+        needs_detection = verdict in ("confirm", "reject", "reclass")
+        if needs_detection and self.selected is None:
+            return
+        index = self.selected if needs_detection else None
+        operator = self.review.operator.text().strip() or "operator"
+        try:
+            d = Decision(fr, operator, verdict, detection=index, new_class=new_class, new_box=new_box)
+        except ValueError as e:
+            self.review.show_failed(str(e))
+            return
+        label = f"{verdict} {new_class or (fr.detections[index].class_name if index is not None else '')}".strip()
+        if index is not None:
+            self.states[index] = "saving"
+        self.store.submit(d, on_ack=lambda a, d=d, i=index, lab=label: self._acks.put((a, d, i, lab)))
+        # Undo takes back the last decision made, acknowledged yet or not: the writer keeps their order.
+        self._done.append((d.review_id, fr, index))
+        self.review.show_saving(label)
+        if index is not None:
+            self.select_next()
+        else:
+            self.live.restyle(self.selected, self.states)
+
+    def undo(self) -> None:
+        if not self._done or self.store is None:
+            return
+        review_id, frame, index = self._done.pop()
+        operator = self.review.operator.text().strip() or "operator"
+        d = Decision(frame, operator, "undo", undoes=review_id)
+        self.store.submit(d, on_ack=lambda a, d=d, i=index: self._acks.put((a, d, i, "undo")))
+        self.review.show_saving("undo")
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                ack, d, index, label = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            same_frame = self.frozen_frame is not None and d.frame is self.frozen_frame
+            if isinstance(ack, Ack):
+                if d.verdict == "undo":
+                    if same_frame and index is not None:
+                        self.states.pop(index, None)
+                else:
+                    if same_frame and index is not None:
+                        self.states[index] = d.verdict
+                self.review.show_saved(label, ack.latency_ms)
+            else:
+                if same_frame and index is not None and self.states.get(index) == "saving":
+                    self.states.pop(index)
+                self._done = [x for x in self._done if x[0] != d.review_id]
+                self.review.show_failed(str(ack))
+                self._report("error", f"decision not saved: {ack}")
+            if same_frame:
+                self.live.restyle(self.selected, self.states)
+                self.review.set_reviewing(True, self.selected is not None)
+                self._review_status()
 
     # ------------------------------------------------------------------ drift
 
@@ -348,6 +577,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ display
 
     def _tick(self) -> None:
+        self._drain_acks()
         self._ticks = getattr(self, "_ticks", 0) + 1
         if self._ticks % 15 == 0:  # trends twice a second at the default display rate
             self._update_drift()
@@ -381,8 +611,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 with QtCore.QSignalBlocker(self.model_controls.confidence):
                     self.model_controls.confidence.setValue(float(conf))
             self.model_controls.set_model(f"{detector.name} · {detector.device}")
+        self.review.set_queue(len(self.review_queue))
         latest_id, result = p.latest()
-        if result is not None and latest_id != self._last_id:
+        if result is not None and latest_id != self._last_id and self.frozen is None:
             self._last_id = latest_id
             frame = result.frame
             rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
@@ -431,4 +662,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.trend_store is not None:
             self.trend_store.close()
             self.trend_store = None
+        if self.store is not None:
+            self.store.close()
+            self._drain_acks()
         super().closeEvent(event)

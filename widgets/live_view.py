@@ -13,6 +13,7 @@ from engine.frame import Box
 # One colour per defect class id, chosen to stay apart on grey metal and dark belt.
 CLASS_COLOURS = ("#ff4d4d", "#ffd21f", "#3ec1ff", "#b36bff", "#5cff7a", "#ff8a3d")
 TRUTH_COLOUR = "#ffffff"
+STATE_COLOURS = {"confirm": "#43a047", "reject": "#9e9e9e", "reclass": "#43a047", "saving": "#ffffff"}
 
 
 def class_colour(class_id: int) -> QtGui.QColor:
@@ -30,7 +31,7 @@ class _BoxPool:
         self.labels: list[pg.TextItem] = []
         self.visible = 0
 
-    def show(self, boxes: Sequence[Box]) -> None:
+    def show(self, boxes: Sequence[Box], selected: int | None = None, states: dict[int, str] | None = None) -> None:
         while len(self.rects) < len(boxes):
             rect = QtWidgets.QGraphicsRectItem()
             rect.setZValue(10)
@@ -43,9 +44,12 @@ class _BoxPool:
                 self.labels.append(label)
         for i, box in enumerate(boxes):
             colour = QtGui.QColor(TRUTH_COLOUR) if self.dashed else class_colour(box.class_id)
-            pen = QtGui.QPen(colour, 1.5 if self.dashed else 2.5)
+            state = (states or {}).get(i)
+            if state in STATE_COLOURS:
+                colour = QtGui.QColor(STATE_COLOURS[state])
+            pen = QtGui.QPen(colour, 1.5 if self.dashed else (5.0 if i == selected else 2.5))
             pen.setCosmetic(True)
-            if self.dashed:
+            if self.dashed or state == "reject":
                 pen.setStyle(QtCore.Qt.PenStyle.DashLine)
             rect = self.rects[i]
             rect.setPen(pen)
@@ -54,6 +58,8 @@ class _BoxPool:
             if self.labelled:
                 label = self.labels[i]
                 text = box.class_name if box.score is None else f"{box.class_name} {box.score:.2f}"
+                if state:
+                    text += f"  [{state}]"
                 label.setText(text, color=colour)
                 label.fill = pg.mkBrush(0, 0, 0, 150)
                 label.setPos(box.x0, box.y0)
@@ -69,6 +75,8 @@ class LiveView(pg.GraphicsLayoutWidget):
     """Shows RGB frames as they come; draws the boxes it is given. Holds no state of the line."""
 
     clicked = QtCore.Signal(float, float)  # a click on the image, in frame pixels
+    box_clicked = QtCore.Signal(int)  # a click on a detection's box
+    box_drawn = QtCore.Signal(float, float, float, float)  # a box dragged out in draw mode, frame pixels
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,17 +91,48 @@ class LiveView(pg.GraphicsLayoutWidget):
         self._placeholder = pg.TextItem("No frame yet", color="#9aa0a6", anchor=(0.5, 0.5))
         self.view.addItem(self._placeholder)
         self.frames_shown = 0
+        self._boxes: Sequence[Box] = ()
+        self.draw_mode = False
+        self._drag_from: QtCore.QPointF | None = None
+        self._rubber = QtWidgets.QGraphicsRectItem()
+        pen = QtGui.QPen(QtGui.QColor("#00e5ff"), 2.0)
+        pen.setCosmetic(True)
+        self._rubber.setPen(pen)
+        self._rubber.setZValue(20)
+        self._rubber.setVisible(False)
+        self.view.addItem(self._rubber)
 
-    def show_frame(self, rgb: np.ndarray, detections: Sequence[Box] = (), truth: Sequence[Box] = ()) -> None:
-        """Draw one frame (HxWx3 uint8, RGB) with its overlays. Levels are fixed: no per-frame auto-levels."""
+    def show_frame(self, rgb: np.ndarray, detections: Sequence[Box] = (), truth: Sequence[Box] = (),
+                   selected: int | None = None, states: dict[int, str] | None = None) -> None:
+        """Draw one frame (HxWx3 uint8, RGB) with its overlays. Levels are fixed: no per-frame auto-levels.
+
+        ``selected`` highlights one detection; ``states`` marks decided ones (confirm, reject, saving...).
+        """
         self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
         if rgb.shape != self._shape:
             self._shape = rgb.shape
             self._placeholder.setVisible(False)
             self.view.autoRange(padding=0.0)
-        self._detections.show(detections)
+        self._boxes = detections
+        self._detections.show(detections, selected, states)
         self._truth.show(truth)
         self.frames_shown += 1
+
+    def restyle(self, selected: int | None, states: dict[int, str]) -> None:
+        """Redraw the current detections' selection and decided states (a frozen frame under review)."""
+        self._detections.show(self._boxes, selected, states)
+
+    def set_draw_mode(self, on: bool) -> None:
+        self.draw_mode = on
+        self.setCursor(QtCore.Qt.CursorShape.CrossCursor if on else QtCore.Qt.CursorShape.ArrowCursor)
+
+    def _to_frame(self, ev: QtGui.QMouseEvent) -> QtCore.QPointF:
+        return self.view.mapSceneToView(self.mapToScene(ev.position().toPoint()))
+
+    def box_at(self, x: float, y: float) -> int | None:
+        """The smallest detection box containing the point (a click on nested boxes means the inner one)."""
+        hits = [(b.area, i) for i, b in enumerate(self._boxes) if b.x0 - 3 <= x <= b.x1 + 3 and b.y0 - 3 <= y <= b.y1 + 3]
+        return min(hits)[1] if hits else None
 
     def show_message(self, text: str) -> None:
         """A message over the view (no source, camera lost); the last frame stays underneath."""
@@ -109,6 +148,33 @@ class LiveView(pg.GraphicsLayoutWidget):
         return self._detections.visible, self._truth.visible
 
     def mousePressEvent(self, ev: QtGui.QMouseEvent) -> None:  # noqa: N802 (Qt naming)
-        p = self.view.mapSceneToView(self.mapToScene(ev.position().toPoint()))
+        p = self._to_frame(ev)
+        if self.draw_mode and ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            self._drag_from = p
+            self._rubber.setRect(QtCore.QRectF(p, p))
+            self._rubber.setVisible(True)
+            ev.accept()
+            return
         self.clicked.emit(float(p.x()), float(p.y()))
+        hit = self.box_at(p.x(), p.y())
+        if hit is not None:
+            self.box_clicked.emit(hit)
         super().mousePressEvent(ev)
+
+    def mouseMoveEvent(self, ev: QtGui.QMouseEvent) -> None:  # noqa: N802 (Qt naming)
+        if self._drag_from is not None:
+            self._rubber.setRect(QtCore.QRectF(self._drag_from, self._to_frame(ev)).normalized())
+            ev.accept()
+            return
+        super().mouseMoveEvent(ev)
+
+    def mouseReleaseEvent(self, ev: QtGui.QMouseEvent) -> None:  # noqa: N802 (Qt naming)
+        if self._drag_from is not None:
+            r = QtCore.QRectF(self._drag_from, self._to_frame(ev)).normalized()
+            self._drag_from = None
+            self._rubber.setVisible(False)
+            if r.width() >= 2 and r.height() >= 2:
+                self.box_drawn.emit(float(r.left()), float(r.top()), float(r.right()), float(r.bottom()))
+            ev.accept()
+            return
+        super().mouseReleaseEvent(ev)

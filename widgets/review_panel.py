@@ -1,0 +1,135 @@
+"""The operator's review controls: large buttons for gloved hands, each also on a key.
+
+The panel only shows state and emits intents; the shell turns them into decisions and tells
+the panel when a decision is durable ("Saved").
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from PySide6 import QtCore, QtWidgets
+
+BUTTON_HEIGHT = 56  # a gloved finger on a touch screen
+
+
+class ReviewPanel(QtWidgets.QWidget):
+    freeze_toggled = QtCore.Signal()
+    next_queued = QtCore.Signal()
+    confirm = QtCore.Signal()
+    reject = QtCore.Signal()
+    reclass = QtCore.Signal(str)
+    draw_missed = QtCore.Signal(bool)
+    unsure = QtCore.Signal()
+    undo = QtCore.Signal()
+    next_detection = QtCore.Signal()
+
+    def __init__(self, classes: Sequence[str], operator: str = "", parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("reviewPanel")
+        self.classes = list(classes)
+
+        def button(text: str, tip: str, name: str, signal: QtCore.SignalInstance | None = None,
+                   checkable: bool = False) -> QtWidgets.QPushButton:
+            b = QtWidgets.QPushButton(text)
+            b.setObjectName(name)
+            b.setMinimumHeight(BUTTON_HEIGHT)
+            b.setToolTip(tip)
+            b.setCheckable(checkable)
+            if signal is not None:
+                b.clicked.connect(lambda *_: signal.emit())
+            return b
+
+        self.operator = QtWidgets.QLineEdit(operator)
+        self.operator.setObjectName("operatorName")
+        self.operator.setPlaceholderText("who is reviewing")
+        self.freeze_button = button("Freeze frame  (F)", "Hold this frame for review; the line keeps running",
+                                    "freezeButton", self.freeze_toggled, checkable=True)
+        self.queue_button = button("Next in queue  (N)", "Review the next frame the station set aside",
+                                   "queueButton", self.next_queued)
+        self.queue_label = QtWidgets.QLabel("Queue: 0")
+        self.queue_label.setObjectName("queueLength")
+        self.confirm_button = button("✔ Confirm  (C)", "The selected detection is a real defect of this class",
+                                     "confirmButton", self.confirm)
+        self.confirm_button.setStyleSheet("background:#2e7d32; color:white; font-size:15px;")
+        self.reject_button = button("✘ Reject  (X)", "The selected detection is not a defect", "rejectButton",
+                                    self.reject)
+        self.reject_button.setStyleSheet("background:#c62828; color:white; font-size:15px;")
+        self.class_buttons = []
+        classes_row = QtWidgets.QHBoxLayout()
+        for i, name in enumerate(self.classes):
+            b = button(f"{name}  ({i + 1})", f"The selected detection is a {name}, or draw a missed {name}",
+                       f"classButton_{name}")
+            b.clicked.connect(lambda *_, n=name: self.reclass.emit(n))
+            self.class_buttons.append(b)
+            classes_row.addWidget(b)
+        self.missed_button = button("▭ Missed defect  (M)", "Drag a box around a defect the model missed",
+                                    "missedButton", checkable=True)
+        self.missed_button.toggled.connect(self.draw_missed.emit)
+        self.unsure_button = button("? Unsure  (U)", "Flag this frame for an engineer", "unsureButton", self.unsure)
+        self.undo_button = button("↶ Undo  (Ctrl+Z)", "Take back your last decision (recorded as a new entry)",
+                                  "undoButton", self.undo)
+        self.next_button = button("Next detection  (Tab)", "Select the next detection", "nextButton",
+                                  self.next_detection)
+        self.status = QtWidgets.QLabel("Live. Freeze a frame (F) or take one from the queue (N) to review it.")
+        self.status.setObjectName("reviewStatus")
+        self.status.setWordWrap(True)
+        self.saved = QtWidgets.QLabel("")
+        self.saved.setObjectName("savedState")
+        self.saved.setWordWrap(True)
+
+        lay = QtWidgets.QVBoxLayout(self)
+        who = QtWidgets.QHBoxLayout()
+        who.addWidget(QtWidgets.QLabel("Operator:"))
+        who.addWidget(self.operator, 1)
+        lay.addLayout(who)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.freeze_button)
+        row.addWidget(self.queue_button)
+        lay.addLayout(row)
+        lay.addWidget(self.queue_label)
+        lay.addWidget(self.status)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.confirm_button)
+        row.addWidget(self.reject_button)
+        lay.addLayout(row)
+        lay.addLayout(classes_row)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.missed_button)
+        row.addWidget(self.unsure_button)
+        lay.addLayout(row)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.next_button)
+        row.addWidget(self.undo_button)
+        lay.addLayout(row)
+        lay.addWidget(self.saved)
+        lay.addStretch(1)
+        self.set_reviewing(False)
+
+    def set_reviewing(self, on: bool, has_detection: bool = False) -> None:
+        """Enable what makes sense: decisions only on a frozen frame, per-detection ones only with a selection."""
+        with QtCore.QSignalBlocker(self.freeze_button):
+            self.freeze_button.setChecked(on)
+        self.freeze_button.setText("Resume live  (F)" if on else "Freeze frame  (F)")
+        for b in (self.confirm_button, self.reject_button, self.next_button):
+            b.setEnabled(on and has_detection)
+        for b in (*self.class_buttons, self.missed_button, self.unsure_button):
+            b.setEnabled(on)
+        if not on and self.missed_button.isChecked():
+            self.missed_button.setChecked(False)
+
+    def set_queue(self, n: int) -> None:
+        self.queue_label.setText(f"Queue: {n}")
+        self.queue_button.setEnabled(n > 0)
+
+    def show_saving(self, what: str) -> None:
+        self.saved.setStyleSheet("color:#f9a825;")
+        self.saved.setText(f"Saving: {what}…")
+
+    def show_saved(self, what: str, latency_ms: float) -> None:
+        self.saved.setStyleSheet("color:#43a047; font-weight:bold;")
+        self.saved.setText(f"Saved ✓ {what} ({latency_ms:.0f} ms)")
+
+    def show_failed(self, message: str) -> None:
+        self.saved.setStyleSheet("color:#e53935; font-weight:bold;")
+        self.saved.setText(f"NOT saved: {message}")
