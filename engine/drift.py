@@ -30,6 +30,7 @@ from engine.reference import Reference
 from engine.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
+GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
 
@@ -124,6 +125,16 @@ class DriftMonitor:
             sd = max(chart_sigma(x, self.batch), floor, 1e-6 * max(1.0, abs(mean)))
             self.charts[k] = ControlChart(mean, sd, arl0_batches)
             self.metrics[k] = MetricState(k, mean, lo, hi, value=mean)
+        self._grid_model = self._fit_grid_model(reference) if reference.grids is not None else None
+        if self._grid_model is not None:
+            x = self._grid_model[2]
+            mean = float(x.mean())
+            lo, hi = tolerance_band("grid_drift", mean, relative_tolerance, absolute_tolerance)
+            floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
+            sd = max(float(x.std(ddof=1)), floor, 1e-6)
+            self.charts["grid_drift"] = ControlChart(mean, sd, arl0_batches)
+            self.metrics["grid_drift"] = MetricState("grid_drift", mean, lo, hi, value=mean)
+        self._grid_sum = np.zeros((8, 8))
         self._ref_hist = reference.hist[0]
         self._sums = dict.fromkeys(SCALARS, 0.0)
         self._count = 0
@@ -156,6 +167,7 @@ class DriftMonitor:
         for k in SCALARS:
             self._sums[k] += st.scalars[k]
             self._scalar_window[k].append(st.scalars[k])
+        self._grid_sum += st.grid
         self._count += 1
         alarms: list[Alarm] = []
         if self._count >= self.batch:
@@ -179,10 +191,15 @@ class DriftMonitor:
     def _close_batch(self, frame: Frame) -> list[Alarm]:
         t = frame.timestamp
         means = {k: self._sums[k] / self._count for k in SCALARS}
+        if self._grid_model is not None:
+            means["grid_drift"] = self._grid_drift(self._grid_sum / self._count)
+        self._grid_sum = np.zeros((8, 8))
         self._sums = dict.fromkeys(SCALARS, 0.0)
         self._count = 0
         alarms: list[Alarm] = []
         for k, mean in means.items():
+            if k not in self.charts:
+                continue
             chart, m = self.charts[k], self.metrics[k]
             signalling = chart.update(mean)
             m.value, m.last_batch = chart.state.ewma, mean
@@ -212,6 +229,28 @@ class DriftMonitor:
         if self.on_batch is not None:
             self.on_batch(point)
         return alarms
+
+    def _fit_grid_model(self, ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per-cell mean and spread of the batch-mean grid (each over its own mean) across the reference batches,
+        and the reference's own grid-drift values."""
+        g = ref.grids.astype(np.float64)
+        nb = len(g) // self.batch
+        if nb < 10:
+            return None
+        batches = g[: nb * self.batch].reshape(nb, self.batch, 8, 8).mean(1)
+        shapes = batches / batches.mean(axis=(1, 2), keepdims=True)
+        mu = shapes.mean(0)
+        sd = np.maximum(shapes.std(0, ddof=1), GRID_SIGMA_FLOOR)
+        values = np.sqrt((((shapes - mu) / sd) ** 2).mean(axis=(1, 2)))
+        return mu, sd, values
+
+    def _grid_drift(self, grid: np.ndarray) -> float:
+        """How far the batch's illumination pattern is from the reference's, cell by cell in reference spreads:
+        cells where parts come and go count little, static ones (fixtures, background) count much."""
+        mu, sd, _ = self._grid_model  # type: ignore[misc]
+        m = grid.mean()
+        shape = grid / m if m > 0 else grid
+        return float(np.sqrt((((shape - mu) / sd) ** 2).mean()))
 
     def _transition(self, k: str, old: str, new: str, m: MetricState) -> Alarm:
         if new == "ok":

@@ -94,6 +94,7 @@ class Reference:
     meta: dict[str, Any] = field(default_factory=dict)
     embedding: EmbeddingModel | None = None
     id: str = ""
+    grids: np.ndarray | None = None  # (N, 8, 8): every frame's grid, in order (for the uniformity drift)
 
     @property
     def frames(self) -> int:
@@ -106,12 +107,14 @@ class Reference:
               progress: Callable[[int], None] | None = None) -> Reference:
         hist = np.zeros((4, 256), np.int64)
         grid = np.zeros((8, 8), np.float64)
+        grids: list[np.ndarray] = []
         cols: dict[str, list[float]] = {k: [] for k in SCALARS}
         embeds: list[np.ndarray] = []
         n = 0
         for st, emb in stats:
             hist += st.hist
             grid += st.grid
+            grids.append(st.grid.astype(np.float32))
             for k in SCALARS:
                 cols[k].append(st.scalars[k])
             if emb is not None:
@@ -125,7 +128,8 @@ class Reference:
                                                                                    time.gmtime())}
         model = EmbeddingModel.fit(np.stack(embeds)) if len(embeds) >= 10 else None
         meta["embedding_dim"] = int(embeds[0].size) if embeds else 0
-        ref = cls(hist, {k: np.asarray(v, np.float64) for k, v in cols.items()}, grid / n, meta, model)
+        ref = cls(hist, {k: np.asarray(v, np.float64) for k, v in cols.items()}, grid / n, meta, model,
+                  grids=np.stack(grids))
         ref.id = ref.content_hash()
         return ref
 
@@ -133,6 +137,8 @@ class Reference:
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {"hist": self.hist, "grid": self.grid}
+        if self.grids is not None:
+            arrays["grids"] = self.grids
         for k, v in self.scalars.items():
             arrays[f"scalar.{k}"] = v
         if self.embedding is not None:
@@ -189,7 +195,7 @@ class Reference:
                 emb = EmbeddingModel(arrays["emb.mean"], arrays["emb.components"], arrays["emb.variances"],
                                      arrays["emb.projected"], t2, spe, bw)
             stored_id = meta.pop("id", "")
-            ref = cls(arrays["hist"], scalars, arrays["grid"], meta, emb)
+            ref = cls(arrays["hist"], scalars, arrays["grid"], meta, emb, grids=arrays.get("grids"))
         except (KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ReferenceError(f"{path} is not a complete reference file (missing {e})") from None
         ref.id = ref.content_hash()

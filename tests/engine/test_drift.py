@@ -113,7 +113,9 @@ def test_a_steady_line_raises_nothing(small_reference):
 def test_a_lens_change_sets_off_the_focus_alarm_within_50_frames(small_reference):
     mon, first = run_monitor(small_reference, "sim://?seed=5&scenario=lens-change&width=320&height=256&start=200",
                              100)
+    assert mon.metrics["grid_drift"].reference > 0
     assert 240 <= first[("focus", "alarm")] < 290
+    assert 240 <= first[("grid_drift", "warning")] < 300  # the illumination pattern moved with the optics
     assert all(seq >= 240 for (name, sev), seq in first.items())
 
 
