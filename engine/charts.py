@@ -31,17 +31,21 @@ def ewma_arl(lam: float, L: float, shift: float = 0.0, states: int = 121) -> flo
     return float(arl[states // 2])
 
 
-@lru_cache(maxsize=64)
-def ewma_limit(lam: float, arl0: float) -> float:
-    """The ``L`` (in sigmas of the EWMA) that gives an in-control ARL of ``arl0``."""
-    lo, hi = 1.0, 8.0
-    for _ in range(40):
+def _solve_increasing(f, target: float, lo: float, hi: float, steps: int = 50) -> float:
+    """The smallest x in [lo, hi] (to bisection precision) with f(x) >= target, f increasing."""
+    for _ in range(steps):
         mid = (lo + hi) / 2
-        if ewma_arl(lam, mid) < arl0:
+        if f(mid) < target:
             lo = mid
         else:
             hi = mid
     return hi
+
+
+@lru_cache(maxsize=64)
+def ewma_limit(lam: float, arl0: float) -> float:
+    """The ``L`` (in sigmas of the EWMA) that gives an in-control ARL of ``arl0``."""
+    return _solve_increasing(lambda L: ewma_arl(lam, L), arl0, 1.0, 8.0, 40)
 
 
 def cusum_arl(k: float, h: float, shift: float = 0.0) -> float:
@@ -59,14 +63,8 @@ def cusum_arl(k: float, h: float, shift: float = 0.0) -> float:
 
 @lru_cache(maxsize=64)
 def cusum_limit(k: float, arl0: float) -> float:
-    lo, hi = 0.5, 40.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if cusum_arl(k, mid) < arl0:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    """The decision interval ``h`` (in sigmas) that gives an in-control ARL of ``arl0``."""
+    return _solve_increasing(lambda h: cusum_arl(k, h), arl0, 0.5, 40.0, 60)
 
 
 @dataclass
