@@ -23,12 +23,13 @@ def make_app() -> Any:
     return app
 
 
-def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None) -> int:
+def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None, model: str | None = None,
+            confidence: float | None = None) -> int:
     app = make_app()
     from app.main_window import MainWindow
     from app.watchdog import attach_service_notifier
 
-    window = MainWindow(config, data_dir, source=source)
+    window = MainWindow(config, data_dir, source=source, model=model, confidence=confidence)
     window.show()
     attach_service_notifier(window)  # READY/WATCHDOG/STOPPING to systemd when run as a service
     # Ctrl+C in the terminal closes the window cleanly instead of being swallowed by the event loop.

@@ -37,7 +37,7 @@ CAMERA_PRESETS = [("USB camera 0", "cam://0"), ("USB camera 1", "cam://1")]
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, config: dict[str, Any], data_dir: Path, source: str | None = None,
-                 autostart: bool = True) -> None:
+                 autostart: bool = True, model: str | None = None, confidence: float | None = None) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
         self.setWindowTitle("Inspection Station")
@@ -48,9 +48,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_id = -1
         self._uri = source or config["source"]["uri"]
         self.show_truth = bool(config["display"]["show_ground_truth"])
-        self._model_path: str | None = None  # None: the built-in model
+        self._model_path: str | None = model  # None: the built-in model
         self._detector: Any = None  # the loaded model, reused across source changes
-        self.model_controls = ModelControls(confidence=0.5)
+        self._confidence = confidence  # None: the model's own threshold
+        self.model_controls = ModelControls(confidence=confidence or 0.5)
         self.model_controls.builtin_requested.connect(lambda: self.set_model(None))
         self.model_controls.browse_requested.connect(self._browse_model)
         self.model_controls.confidence_changed.connect(self._set_confidence)
@@ -199,7 +200,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._report("error", f"{e}; watching without drift measurement")
             measurers = [StatsMeasurer()]
         self._attach_monitor(next((m for m in measurers if isinstance(m, DriftMonitor)), None))
-        self.pipeline = Pipeline(source, detector=self._detector or self._model_factory(), measurers=measurers,
+        detector = None if self._model_path == "none" else (self._detector or self._model_factory())
+        if detector is None:
+            self.model_controls.set_model("No model: watching the data only")
+        self.pipeline = Pipeline(source, detector=detector, measurers=measurers,
                                  config=pcfg, sinks=[self._route])
         self.pipeline.start()
         self.act_pause.setChecked(False)
@@ -521,7 +525,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.drift.redraw()
 
     def _model_factory(self):
-        path, conf = self._model_path, self.model_controls.confidence.value()
+        path, conf = self._model_path, self._confidence
 
         def load():
             from engine.detect import load_detector  # torch loads on the worker, not here
@@ -544,6 +548,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.set_model(path)
 
     def _set_confidence(self, value: float) -> None:
+        self._confidence = float(value)
         detector = self.pipeline.detector if self.pipeline is not None else None
         if detector is not None and hasattr(detector, "confidence"):
             detector.confidence = float(value)  # read by the worker on its next frame
@@ -608,6 +613,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._detector = detector
             conf = getattr(detector, "confidence", None)
             if conf is not None:
+                self.router.cfg.threshold = float(conf)  # "near the threshold" means this model's threshold
                 with QtCore.QSignalBlocker(self.model_controls.confidence):
                     self.model_controls.confidence.setValue(float(conf))
             self.model_controls.set_model(f"{detector.name} · {detector.device}")

@@ -24,7 +24,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="headless: review frames as an operator would, from the simulator's truth: "
                         "oracle[:ACCURACY][,operator=ID]; decisions go to the store, acks to the JSON lines")
     r.add_argument("--reference", help="a reference .npz to measure drift against (default: from the config)")
-    r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model)")
+    r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model; 'none': no detector)")
     r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
     r.set_defaults(func=run)
 
@@ -54,7 +54,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     except SourceError as e:
         raise UserError(str(e)) from None
     try:
-        detector = load_detector(args.model, confidence=args.confidence)
+        detector = None if args.model == "none" else load_detector(args.model, confidence=args.confidence)
     except ModelError as e:
         raise UserError(str(e)) from None
     pc = config["pipeline"]

@@ -23,7 +23,7 @@ def test_stats_of_image_files(tmp_path, capsys):
 
 def test_reference_build_show_and_a_headless_run_against_it(tmp_path, capsys):
     ref = tmp_path / "ref.npz"
-    src = "sim://?seed=100&width=160&height=128"
+    src = "sim://?seed=100&width=320&height=256"
     assert main(["reference", "build", "--source", src, "--frames", "160", "--out", str(ref),
                  "--no-embeddings"]) == 0
     assert ref.is_file() and "written to" in capsys.readouterr().out
@@ -32,8 +32,8 @@ def test_reference_build_show_and_a_headless_run_against_it(tmp_path, capsys):
     assert main(["reference", "show", str(ref)]) == 0
     assert "focus" in capsys.readouterr().out
     out = tmp_path / "run.jsonl"
-    assert main(["run", "--headless", "--source", "sim://?seed=5&scenario=lens-change&width=160&height=128"
-                 "&start=200", "--frames", "100", "--jsonl", str(out), "--reference", str(ref),
+    assert main(["run", "--headless", "--source", "sim://?seed=5&scenario=lens-change&width=320&height=256"
+                 "&start=200", "--frames", "100", "--jsonl", str(out), "--reference", str(ref), "--model", "none",
                  "--data-dir", str(tmp_path / "d")]) == 0
     frames = [json.loads(line) for line in out.read_text().splitlines() if '"type":"frame"' in line]
     assert len(frames) == 100 and "focus" in frames[0]["measurements"]

@@ -23,7 +23,7 @@ def test_a_lens_change_turns_the_focus_tile_red_and_the_trend_survives_a_restart
     config = copy.deepcopy(default_config())
     config["drift"]["reference"] = str(reference_file)
     source = "sim://?seed=5&scenario=lens-change&width=160&height=128&fps=150&start=150"
-    w = MainWindow(config, data_dir, source=source)
+    w = MainWindow(config, data_dir, source=source, model="none")  # drift is about the data, not the model
     qtbot.addWidget(w)
     w.show()
     assert w.monitor is not None and "Reference" in w.drift.summary.text()
@@ -33,7 +33,7 @@ def test_a_lens_change_turns_the_focus_tile_red_and_the_trend_survives_a_restart
     assert w.drift.tiles["mean_luma"].property("level") == "ok"
     w.close()
     # The minute aggregates were written by the trend store; a new window shows them at once.
-    w2 = MainWindow(config, data_dir, source=source)
+    w2 = MainWindow(config, data_dir, source=source, model="none")
     qtbot.addWidget(w2)
     assert w2.drift.plots["focus"].series.n > 0
     w2.close()
