@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.frame import Box, DefectTruth, GroundTruth
 
-SIMULATOR_VERSION = "1.2"
+SIMULATOR_VERSION = "1.1"
 DEFECT_CLASSES: tuple[str, ...] = ("scratch", "dent", "contamination")
 EPOCH0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated line's clock starts here
 REFERENCE_WIDTH = 1280  # geometry below is given for this width and scales with the frame
@@ -552,19 +552,11 @@ class LineSimulator:
             contrast = abs(before - float(colour.mean())) * opacity
             visible = mask > 0.3
             size = 2 * float(rr.max())
-        # The true box bounds what can be seen of the defect: on the part, not over a hole or the belt;
-        # like an annotator's, it is at least MIN_BOX pixels on a side (a hair-thin straight scratch still
-        # gets a box with an area to match).
+        # The true box bounds what can be seen of the defect: on the part, not over a hole or the belt.
         ys, xs = np.nonzero(visible & (sp.alpha > 0.5))
         if xs.size == 0:
             return
-        outline = np.array([[xs.min(), ys.min()], [xs.max() + 1.0, ys.max() + 1.0]], np.float64)
-        m = MIN_BOX * s
-        for axis in (0, 1):
-            extent = outline[1, axis] - outline[0, axis]
-            if extent < m:
-                outline[0, axis] -= (m - extent) / 2
-                outline[1, axis] += (m - extent) / 2
+        outline = np.array([[xs.min(), ys.min()], [xs.max() + 1.0, ys.max() + 1.0]])
         sp.defects.append((cid, DEFECT_CLASSES[cid], outline, float(contrast), float(size), bool(faint)))
 
     # ----------------------------------------------------------------- optics and light
@@ -667,7 +659,6 @@ class LineSimulator:
         return scene
 
 
-MIN_BOX = 4.0  # reference-width pixels: the smallest side of a true box
 SPRITE_PAD = 10  # pixels around a part's sprite, room for its blurred edge
 GOLDEN_COUNT = 6
 GOLDEN_DEFECTS = (0, 1, 0, 2, 0, 3)  # defects on each golden part; 0 means a good part
