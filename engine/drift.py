@@ -30,6 +30,7 @@ from engine.reference import Reference
 from engine.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
+BUILTIN_REFERENCE = "reference_nominal.npz"  # the simulated nominal line at 1280x1024, with the built-in model
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
@@ -147,6 +148,7 @@ class DriftMonitor:
         self.points: deque[BatchPoint] = deque(maxlen=20000)
         self.batches = 0
         self.frames = 0
+        self.size_mismatch = False
         self._lock = threading.Lock()
         self._last_hist = np.zeros(256)
 
@@ -155,6 +157,17 @@ class DriftMonitor:
     def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
         st = self.stats_fn(frame.as_order("BGR"))
         self.frames += 1
+        size = self.ref.meta.get("width"), self.ref.meta.get("height")
+        if None not in size and size != (frame.width, frame.height):
+            # Statistics of a different frame size are not comparable: say so once, then measure only.
+            alarms = []
+            if not self.size_mismatch:
+                self.size_mismatch = True
+                alarms.append(Alarm("reference", "warning", f"the active reference is for {size[0]}x{size[1]} frames,"
+                                    f" these are {frame.width}x{frame.height}: drift is not measured"))
+            values = st.to_record()
+            values["drift_level"] = "no reference"
+            return Measurement(values, alarms)
         values: dict[str, Any] = {k: round(float(v), 5) for k, v in st.scalars.items()}
         values["grid"] = [round(float(v), 2) for v in st.grid.ravel()]
         emb = detections.embedding if detections is not None else None
@@ -351,6 +364,10 @@ def measurers_for(config: dict[str, Any], reference_path: str | None = None,
     path = reference_path or d["reference"]
     if not path:
         return [StatsMeasurer()]
+    if path == "builtin":
+        import resources
+
+        path = str(resources.path(BUILTIN_REFERENCE))
     ref = Reference.load(path)
     return [DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"], arl0_batches=d["arl0_batches"],
                          window=d["window_frames"], batch=d["batch_frames"], on_batch=on_batch)]

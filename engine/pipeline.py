@@ -300,6 +300,8 @@ class Pipeline:
             out = m.measure(frame, detections)
             values.update(out.values)
             alarms.extend(out.alarms)
+        for a in alarms:  # a display that shows only the newest frame still hears of every alarm
+            self._event("alarm", f"{a.name} {a.severity}: {a.message}", frame.sequence, to_sinks=False)
         now = time.monotonic()
         result = FrameResult(frame, detections, values, alarms, (now - t_in) * 1000.0, self.stats.dropped, det_info)
         self._times.append(now)
@@ -333,10 +335,11 @@ class Pipeline:
         clock.sleep(delay, self._stop)
         return failures, down_since
 
-    def _event(self, kind: str, message: str, sequence: int | None = None) -> None:
+    def _event(self, kind: str, message: str, sequence: int | None = None, to_sinks: bool = True) -> None:
         ev = SourceEvent(kind, message, time.time(), sequence)
         self.stats.events[kind] += 1
         with self._lock:
             self._events.append(ev)
-        for sink in self.event_sinks:
-            sink(ev)
+        if to_sinks:
+            for sink in self.event_sinks:
+                sink(ev)

@@ -80,7 +80,7 @@ class EventLog(QtWidgets.QListWidget):
     """Newest first; warnings and failures stand out. Keeps a bounded number of lines."""
 
     COLOURS = {"stalled": "#e8a33d", "frozen": "#e8a33d", "unavailable": "#e05a4f", "error": "#e05a4f",
-               "failed": "#e05a4f", "model-error": "#e05a4f", "recovered": "#5cb85c", "frame-error": "#e8a33d"}
+               "failed": "#e05a4f", "model-error": "#e05a4f", "alarm": "#e8a33d", "recovered": "#5cb85c", "frame-error": "#e8a33d"}
 
     def __init__(self, max_lines: int = 500, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)

@@ -58,6 +58,8 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
                 print(f"skipped: {e}", file=sys.stderr)
                 continue
             emb = detector.detect([frame])[0].embedding if detector is not None else None
+            if n == 0:
+                meta.update(width=frame.width, height=frame.height)  # the frame size it is valid for
             n += 1
             yield cpu_stats(frame.as_order("BGR")), emb
 

@@ -41,7 +41,20 @@ def test_a_lens_change_turns_the_focus_tile_red_and_the_trend_survives_a_restart
 
 def test_without_a_reference_the_dock_says_so(qtbot, data_dir):
     make_app()
-    w = MainWindow(default_config(), data_dir, source="sim://?width=160&height=128", autostart=True)
+    config = copy.deepcopy(default_config())
+    config["drift"]["reference"] = ""
+    w = MainWindow(config, data_dir, source="sim://?width=160&height=128", autostart=True, model="none")
     qtbot.addWidget(w)
     assert w.monitor is None and "No reference" in w.drift.summary.text()
+    w.close()
+
+
+def test_a_reference_for_another_frame_size_is_said_in_the_log(qtbot, data_dir):
+    make_app()
+    w = MainWindow(default_config(), data_dir, source="sim://?width=160&height=128&fps=60", model="none")
+    qtbot.addWidget(w)
+    assert w.monitor is not None  # the built-in reference, made for 1280x1024 frames
+    qtbot.waitUntil(lambda: any("is for 1280x1024 frames" in w.events.item(i).text()
+                                for i in range(w.events.count())), timeout=15000)
+    assert all(t.property("level") == "ok" for t in w.drift.tiles.values())
     w.close()
