@@ -594,8 +594,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for ev in p.drain_events():
             self._report(ev.kind, ev.message, ev.wall_time)
             if ev.kind in ("model", "opened") and self.trend_store is not None:
-                _, last = p.latest()
-                t = last.frame.timestamp if last is not None else ev.wall_time
+                t = p.source.clock.now()  # the source's clock, the one its frames are stamped with
                 self.trend_store.add_event(t, ev.kind, ev.message)
                 self.drift.add_event(t, ev.kind)
             if ev.kind == "model-error":

@@ -51,10 +51,12 @@ class ReviewPanel(QtWidgets.QWidget):
         self.queue_label.setObjectName("queueLength")
         self.confirm_button = button("✔ Confirm  (C)", "The selected detection is a real defect of this class",
                                      "confirmButton", self.confirm)
-        self.confirm_button.setStyleSheet("background:#2e7d32; color:white; font-size:15px;")
+        self.confirm_button.setStyleSheet("QPushButton { background:#2e7d32; color:white; font-size:15px; }"
+                                          "QPushButton:disabled { background:#4a4a4a; color:#9e9e9e; }")
         self.reject_button = button("✘ Reject  (X)", "The selected detection is not a defect", "rejectButton",
                                     self.reject)
-        self.reject_button.setStyleSheet("background:#c62828; color:white; font-size:15px;")
+        self.reject_button.setStyleSheet("QPushButton { background:#c62828; color:white; font-size:15px; }"
+                                         "QPushButton:disabled { background:#4a4a4a; color:#9e9e9e; }")
         self.class_buttons = []
         classes_row = QtWidgets.QHBoxLayout()
         for i, name in enumerate(self.classes):
