@@ -37,6 +37,16 @@ class SimClock(Clock):
             self._source.skip(int(math.ceil(seconds * self._source.fps)))
 
 
+class PacedSimClock(Clock):
+    """The paced simulator's clock: line time, as its frames are stamped; waiting on it takes real time."""
+
+    def __init__(self, source: SimSource) -> None:
+        self._source = source
+
+    def now(self) -> float:
+        return self._source.line_time()
+
+
 class SimSource(FrameSource):
     def __init__(self, seed: int = 0, scenario: str = "nominal", width: int = 1280, height: int = 1024,
                  fps: float = 30.0, dt: float | None = None, realtime: bool = False, show: str | None = None,
@@ -55,7 +65,7 @@ class SimSource(FrameSource):
         self.nominal_fps = self.fps
         self.uri = uri or (f"sim://?seed={seed}&scenario={scenario}&width={width}&height={height}&fps={fps:g}")
         self.source_id = f"sim:{scenario}:{seed}"
-        self.clock = Clock() if self.realtime else SimClock(self)
+        self.clock = PacedSimClock(self) if self.realtime else SimClock(self)
         self._slot = int(start)
         self._show = show
         self._show_until: int | None = None
