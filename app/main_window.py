@@ -78,6 +78,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, config["display"]["max_fps"]))))
         self.timer.timeout.connect(self._tick)
+        self._ticks = 0
         self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
         self._restore_layout()
         self.timer.start()
@@ -492,9 +493,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.drift.set_references({k: (m.reference, m.low, m.high) for k, m in monitor.metrics.items()})
         if ref.id not in self._history_loaded:  # months of minute aggregates, once per reference
             self._history_loaded.add(ref.id)
+            rows = read_trend(self.data_dir, reference_id=ref.id)
             for k in self.drift.metrics:
-                rows = read_trend(self.data_dir, k, reference_id=ref.id)
-                self.drift.append(k, [r["minute"] for r in rows], [r["mean"] for r in rows])
+                mine = [r for r in rows if r["metric"] == k]
+                self.drift.append(k, [r["minute"] for r in mine], [r["mean"] for r in mine])
             for ev in read_events(self.data_dir):
                 self.drift.add_event(ev["time"], ev["kind"])
             self.drift.redraw()
@@ -583,7 +585,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _tick(self) -> None:
         self._drain_acks()
-        self._ticks = getattr(self, "_ticks", 0) + 1
+        self._ticks += 1
         if self._ticks % 15 == 0:  # trends twice a second at the default display rate
             self._update_drift()
         p = self.pipeline

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import sqlite_utils
 
@@ -107,3 +107,16 @@ def upgrade(db: sqlite_utils.Database, path: Path | str = "") -> None:
         except sqlite3.Error as e:
             db.execute("ROLLBACK")
             raise DatabaseError(f"database {path} could not be upgraded to schema {number}: {e}") from None
+
+
+def read(data_dir: Path, sql: str, args: list[Any] | tuple = ()) -> list[dict[str, Any]]:
+    """Rows of one query on the data directory's database, on a connection of its own; none if there is
+    no database yet."""
+    path = Path(data_dir) / DB_NAME
+    if not path.exists():
+        return []
+    db = connect(path, migrate=False)
+    try:
+        return [dict(r) for r in db.query(sql, args)]
+    finally:
+        db.conn.close()

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from engine.db import DB_NAME, DatabaseError, connect
+from engine.db import DB_NAME, DatabaseError, connect, read
 from engine.frame import Box
 
 VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
@@ -386,21 +386,14 @@ class FeedbackStore:
 
 
 def list_decisions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    path = Path(data_dir) / DB_NAME
-    if not path.exists():
-        return []
-    db = connect(path, migrate=False)
-    try:
-        sql = ("SELECT d.review_id, d.operator, d.time_utc, d.verdict, d.detection, d.old_class, d.new_class,"
-               " d.old_box, d.new_box, d.score, d.model, d.reference_id, d.queue_reason, d.origin,"
-               " (SELECT review_id FROM decisions u WHERE u.id = d.undoes) AS undoes,"
-               " f.source, f.sequence, f.timestamp, f.image_sha256 FROM decisions d JOIN frames f ON f.id = d.frame_id"
-               " ORDER BY d.id")
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [dict(r) for r in db.query(sql)]
-    finally:
-        db.conn.close()
+    sql = ("SELECT d.review_id, d.operator, d.time_utc, d.verdict, d.detection, d.old_class, d.new_class,"
+           " d.old_box, d.new_box, d.score, d.model, d.reference_id, d.queue_reason, d.origin,"
+           " (SELECT review_id FROM decisions u WHERE u.id = d.undoes) AS undoes,"
+           " f.source, f.sequence, f.timestamp, f.image_sha256 FROM decisions d JOIN frames f ON f.id = d.frame_id"
+           " ORDER BY d.id")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return read(data_dir, sql)
 
 
 def read_qc_csv(path: Path, classes: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:

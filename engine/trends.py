@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.db import DB_NAME, connect
+from engine.db import DB_NAME, connect, read
 from engine.drift import LEVELS, BatchPoint
 
 
@@ -111,32 +111,16 @@ class TrendStore:
         db["trend_minutes"].upsert_all(rows, pk=("minute", "metric", "reference_id"))
 
 
-def read_trend(data_dir: Path, metric: str, since: float | None = None,
+def read_trend(data_dir: Path, metric: str | None = None, since: float | None = None,
                reference_id: str | None = None) -> list[dict[str, Any]]:
-    """Minute aggregates of one metric, oldest first."""
-    path = Path(data_dir) / DB_NAME
-    if not path.exists():
-        return []
-    db = connect(path, migrate=False)
-    try:
-        where, args = ["metric = ?"], [metric]
-        if since is not None:
-            where.append("minute >= ?")
-            args.append(since)
-        if reference_id is not None:
-            where.append("reference_id = ?")
-            args.append(reference_id)
-        return list(db.query(f"SELECT * FROM trend_minutes WHERE {' AND '.join(where)} ORDER BY minute", args))
-    finally:
-        db.conn.close()
+    """Minute aggregates, oldest first: of one metric, or of every metric (one query)."""
+    where, args = ["1"], []
+    for clause, value in (("metric = ?", metric), ("minute >= ?", since), ("reference_id = ?", reference_id)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return read(data_dir, f"SELECT * FROM trend_minutes WHERE {' AND '.join(where)} ORDER BY minute", args)
 
 
 def read_events(data_dir: Path, since: float | None = None) -> list[dict[str, Any]]:
-    path = Path(data_dir) / DB_NAME
-    if not path.exists():
-        return []
-    db = connect(path, migrate=False)
-    try:
-        return list(db.query("SELECT * FROM station_events WHERE time >= ? ORDER BY time", [since or 0]))
-    finally:
-        db.conn.close()
+    return read(data_dir, "SELECT * FROM station_events WHERE time >= ? ORDER BY time", [since or 0])

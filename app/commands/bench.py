@@ -11,21 +11,24 @@ from typing import Any
 from app.commands import UserError, positive_int
 
 
+def _frame_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=positive_int, default=1280)
+    p.add_argument("--height", type=positive_int, default=1024)
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     b = sub.add_parser("bench", parents=[common], help="measure speed; prints figures side by side")
     bsub = b.add_subparsers(dest="bench", metavar="WHAT", required=True)
     bs = bsub.add_parser("sim", parents=[common], help="frames per second of the simulated line, per scenario")
     bs.add_argument("--frames", type=positive_int, default=200, help="frames timed per scenario (default 200)")
-    bs.add_argument("--width", type=positive_int, default=1280)
-    bs.add_argument("--height", type=positive_int, default=1024)
+    _frame_size(bs)
     bs.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
     bs.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     bs.set_defaults(func=bench_sim)
     bd = bsub.add_parser("detector", parents=[common],
                          help="detector inference per frame (preprocessing included) against 30 frames/s")
     bd.add_argument("--frames", type=positive_int, default=200, help="frames timed (default 200)")
-    bd.add_argument("--width", type=positive_int, default=1280)
-    bd.add_argument("--height", type=positive_int, default=1024)
+    _frame_size(bd)
     bd.add_argument("--model", help="a .pt2 or TorchScript file (default: the built-in model)")
     bd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     bd.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: one per core)")
@@ -33,16 +36,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bt = bsub.add_parser("stats", parents=[common],
                          help="frame statistics: each backend against the plain NumPy/OpenCV baseline")
     bt.add_argument("--frames", type=positive_int, default=40, help="frames timed per backend (default 40)")
-    bt.add_argument("--width", type=positive_int, default=1280)
-    bt.add_argument("--height", type=positive_int, default=1024)
+    _frame_size(bt)
     bt.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: one core)")
     bt.add_argument("--json", action="store_true", help="the figures as JSON")
     bt.set_defaults(func=bench_stats)
     bf = bsub.add_parser("feedback", parents=[common],
                          help="decision acknowledgement latency: click to durable, 1280x1024 frames")
     bf.add_argument("--decisions", type=positive_int, default=60, help="decisions timed (default 60)")
-    bf.add_argument("--width", type=positive_int, default=1280)
-    bf.add_argument("--height", type=positive_int, default=1024)
+    _frame_size(bf)
     bf.set_defaults(func=bench_feedback)
 
 
