@@ -145,6 +145,8 @@ class MainWindow(QtWidgets.QMainWindow):
         view.addAction(self.act_truth)
         view.addAction(self.act_full)
         self._view_menu = view
+        # Technicians' and engineers' tools; each feature's app/<feature>_ui.py adds its actions here.
+        self.tools_menu = self.menuBar().addMenu("&Tools")
 
     def _dock(self, title: str, name: str, widget: QtWidgets.QWidget,
               area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:

@@ -7,6 +7,7 @@ the wrong type, is an error with the file and key named.
 from __future__ import annotations
 
 import copy
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,8 @@ def prepare_data_dir(path: Path | None) -> Path:
     if not d.is_dir():
         raise ConfigError(f"data directory {d} is not a directory")
     return d
+
+
+def station_id(config: dict[str, Any]) -> str:
+    """The station's name: ``[station] id``, or the computer's host name when that is empty."""
+    return config.get("station", {}).get("id") or socket.gethostname() or "station"
