@@ -18,7 +18,8 @@ from engine import __version__
 from engine.config import ConfigError, load_config
 
 # Modules under app/commands, each with ``register(subparsers, common_parser)``.
-COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback")
+COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback",
+                   "users", "audit", "export", "bundle", "readiness", "agreement", "calibrate")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -27,6 +28,9 @@ def _common() -> argparse.ArgumentParser:
                    help="where the station keeps its data (default: the platform's user data folder)")
     p.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                    help="a TOML file overriding the defaults (default: config.toml in the user config folder)")
+    p.add_argument("--badge", default=argparse.SUPPRESS,
+                   help="the badge id signing for a command that needs credentials (the PIN comes from "
+                        "INSPECTION_STATION_PIN or a prompt, never the command line)")
     return p
 
 

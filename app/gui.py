@@ -29,7 +29,10 @@ def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None, m
     from app.main_window import MainWindow
     from app.watchdog import attach_service_notifier
 
-    window = MainWindow(config, data_dir, source=source, model=model, confidence=confidence)
+    # The window opens covered by the lock screen (first start: the first administrator's form) unless
+    # [security] require_sign_in is false; the line runs behind it and systemd hears READY as usual.
+    sign_in = bool(config.get("security", {}).get("require_sign_in", True))
+    window = MainWindow(config, data_dir, source=source, model=model, confidence=confidence, sign_in=sign_in)
     window.show()
     attach_service_notifier(window)  # READY/WATCHDOG/STOPPING to systemd when run as a service
     # Ctrl+C in the terminal closes the window cleanly instead of being swallowed by the event loop.

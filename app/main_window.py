@@ -16,6 +16,11 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app import agreement_ui
+from app import auth_ui
+from app import export_ui
+from app import readiness_ui
+from app import recalibration_ui
 from engine.drift import DriftMonitor, StatsMeasurer, measurers_for
 from engine.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
 from engine.pipeline import Pipeline, PipelineConfig
@@ -37,7 +42,8 @@ CAMERA_PRESETS = [("USB camera 0", "cam://0"), ("USB camera 1", "cam://1")]
 
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, config: dict[str, Any], data_dir: Path, source: str | None = None,
-                 autostart: bool = True, model: str | None = None, confidence: float | None = None) -> None:
+                 autostart: bool = True, model: str | None = None, confidence: float | None = None,
+                 session: Any = None, sign_in: bool = False) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
         self.setWindowTitle("Inspection Station")
@@ -69,6 +75,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trend_store: TrendStore | None = None
         self._batches_seen = 0
         self._history_loaded: set[str] = set()
+        # Security (app/auth_ui.py): a signed-in session, or sign in at the lock screen; neither: no gating.
+        self._auth_session, self._auth_sign_in, self.auth = session, sign_in, None
         self._make_actions()
         self._make_toolbar()
         self._make_docks()
@@ -147,6 +155,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._view_menu = view
         # Technicians' and engineers' tools; each feature's app/<feature>_ui.py adds its actions here.
         self.tools_menu = self.menuBar().addMenu("&Tools")
+        recalibration_ui.install(self)
+        agreement_ui.install(self)
+        export_ui.install(self)
+        readiness_ui.install(self)
+        auth_ui.install(self)
 
     def _dock(self, title: str, name: str, widget: QtWidgets.QWidget,
               area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
@@ -198,7 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         pcfg = PipelineConfig(read_timeout_s=cfg["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
                               retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"])
         try:
-            measurers = measurers_for(cfg, on_batch=self._on_batch)
+            measurers = measurers_for(cfg, on_batch=self._on_batch, data_dir=self.data_dir)
         except ReferenceError as e:
             self._report("error", f"{e}; watching without drift measurement")
             measurers = [StatsMeasurer()]
@@ -407,7 +420,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def decide(self, verdict: str, new_class: str | None = None, new_box: tuple | None = None) -> None:
         """One operator decision on the frozen frame, sent to the store; "saved" shows once it is durable."""
         fr = self.frozen_frame
-        if fr is None or self.store is None:
+        if fr is None or self.store is None or (self.auth is not None and not self.auth.allows("review")):
             return
         needs_detection = verdict in ("confirm", "reject", "reclass")
         if needs_detection and self.selected is None:
@@ -432,7 +445,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live.restyle(self.selected, self.states)
 
     def undo(self) -> None:
-        if not self._done or self.store is None:
+        if not self._done or self.store is None or (self.auth is not None and not self.auth.allows("review")):
             return
         review_id, frame, index = self._done.pop()
         operator = self.review.operator.text().strip() or "operator"
@@ -541,6 +554,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_model(self, path: str | None) -> None:
         """Use another model: the built-in one (``None``) or a file; the line restarts on it."""
+        if self.auth is not None and not self.auth.sign("approved", "model_changed", obj="detector model",
+                                                        old=self._model_path or "built-in", new=path or "built-in"):
+            return
         self._model_path = path or None
         self._detector = None
         self.open_source(self._uri)

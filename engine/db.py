@@ -71,8 +71,33 @@ def _m2_feedback(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX frames_kept ON frames(kept_as, created)")
 
 
+def _m3_users_audit(db: sqlite_utils.Database) -> None:
+    """Users and the append-only, hash-chained audit trail (see engine/auth.py and engine/audit.py)."""
+    db.execute("""CREATE TABLE users (
+        badge TEXT PRIMARY KEY, name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('operator', 'technician', 'engineer', 'admin')),
+        salt TEXT NOT NULL, pin_hash TEXT NOT NULL,   -- scrypt of the PIN with this salt and these costs
+        scrypt_n INTEGER NOT NULL, scrypt_r INTEGER NOT NULL, scrypt_p INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1, failures INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL NOT NULL DEFAULT 0, created REAL NOT NULL, created_by TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_utc TEXT NOT NULL, wall REAL NOT NULL, mono REAL NOT NULL, boot TEXT NOT NULL, station TEXT NOT NULL,
+        user TEXT NOT NULL, user_name TEXT NOT NULL, role TEXT NOT NULL,
+        action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT,
+        reason TEXT NOT NULL, meaning TEXT NOT NULL, model_version TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""")
+    db.execute("""CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END""")
+    db.execute("""CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END""")
+    from engine import audit  # the first entry covers the decisions made before the trail began
+
+    audit.append(db, "audit_started", obj="audit trail", new=audit.legacy_decisions(db))
+
+
 # Append only: a migration, once released, never changes; the next change is a new entry.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends, _m2_feedback]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends, _m2_feedback, _m3_users_audit]
 
 
 def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:

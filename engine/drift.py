@@ -31,6 +31,7 @@ from engine.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
 BUILTIN_REFERENCE = "reference_nominal.npz"  # the simulated nominal line at 1280x1024, with the built-in model
+STATION_FILE = "station.json"  # in the data directory: the reference a recalibration made the station's own
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
@@ -354,14 +355,28 @@ class StatsMeasurer:
         return Measurement(self.stats_fn(frame.as_order("BGR")).to_record())
 
 
+def station_reference(data_dir: Any) -> str | None:
+    """The reference the station's last recalibration made active (``<data dir>/station.json``), if any."""
+    if data_dir is None:
+        return None
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(data_dir) / STATION_FILE).read_text()).get("reference") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def measurers_for(config: dict[str, Any], reference_path: str | None = None,
-                  on_batch: Callable[[BatchPoint], None] | None = None) -> list[Any]:
-    """The pipeline's measurers: drift against the reference named here or in the config, else statistics.
+                  on_batch: Callable[[BatchPoint], None] | None = None, data_dir: Any = None) -> list[Any]:
+    """The pipeline's measurers: drift against the reference named here, else the station's own (set by a
+    recalibration in ``data_dir``), else the config's; with none, statistics only.
 
     Raises :class:`engine.reference.ReferenceError` when a named reference cannot be used.
     """
     d = config["drift"]
-    path = reference_path or d["reference"]
+    path = reference_path or station_reference(data_dir) or d["reference"]
     if not path:
         return [StatsMeasurer()]
     if path == "builtin":

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from engine import audit
 from engine.db import DB_NAME, DatabaseError, connect, read
 from engine.frame import Box
 
@@ -301,6 +302,7 @@ class FeedbackStore:
              d.new_class if d.new_class else (det.class_name if det and d.verdict == "confirm" else None),
              _box_json(det), _box_json(d.new_box), det.score if det else None, fr.model, fr.reference_id,
              fr.queue_reason, undoes, d.origin])
+        audit.record_decision(db, int(cur.lastrowid), d.operator, fr.model)
         db.execute("COMMIT")
         return Ack(d.review_id, int(cur.lastrowid), frame_id, (time.perf_counter() - t0) * 1000.0)
 
@@ -319,6 +321,8 @@ class FeedbackStore:
                 " reference_id, queue_reason, origin) VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?, 'downstream-qc', 'qc')",
                 [uuid.uuid4().hex, frame[0], r.get("inspector") or "qc", time.time(), r["class"],
                  _box_json(r.get("box")), frame[1], frame[2]])
+            audit.record_decision(db, int(db.execute("SELECT last_insert_rowid()").fetchone()[0]),
+                                  r.get("inspector") or "qc", frame[1])
             out.append(None)
         db.execute("COMMIT")
         return out
@@ -378,6 +382,10 @@ class FeedbackStore:
         if not drop:
             return 0
         db.execute("BEGIN IMMEDIATE")
+        gone = {r[0]: audit.decision_hash(audit.decision_row(db, r[0])) for r in db.execute(
+            f"SELECT id FROM decisions WHERE frame_id IN ({','.join('?' * len(drop))})", drop).fetchall()}
+        audit.append(db, "decisions_pruned", user="station", obj=f"{len(gone)} confirmed decisions",
+                     new={"decisions": gone}, reason="image size cap")
         db.execute(f"DELETE FROM decisions WHERE frame_id IN ({','.join('?' * len(drop))})", drop)
         self._delete_frames(db, drop)
         db.execute("COMMIT")

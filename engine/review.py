@@ -24,23 +24,29 @@ class RouterConfig:
 class ReviewRouter:
     """Routes frames to the review queue with a reason, under an hourly cap (wall clock)."""
 
-    REASONS = ("near-threshold", "novel", "drift-alarm", "agreement-sample")
+    REASONS = ("near-threshold", "novel", "drift-alarm", "data-campaign", "agreement-sample")
 
     def __init__(self, cfg: RouterConfig | None = None, seed: int = 0) -> None:
         self.cfg = cfg or RouterConfig()
         self._rng = random.Random(seed)
         self._times: deque[float] = deque()
         self.capped = 0
+        # A data collection campaign (engine.recalibration.Campaign: ``take()`` counts a frame and says whether
+        # it is collected), opened when the model meets images unlike its training data.
+        self.campaign: Any = None
 
     def reason(self, scores: list[float], measurements: dict[str, Any], now: float | None = None) -> str | None:
         c = self.cfg
         why = None
+        collect = self.campaign.take() if self.campaign is not None else False
         if any(abs(s - c.threshold) <= c.margin for s in scores):
             why = "near-threshold"
         elif measurements.get("novelty", 0.0) > c.novelty:
             why = "novel"
         elif measurements.get("drift_level") == "alarm":
             why = "drift-alarm"
+        elif collect:
+            why = "data-campaign"
         elif self._rng.random() < c.sample_rate:
             why = "agreement-sample"
         if why is None:
@@ -79,7 +85,8 @@ class OracleReviewer:
     def __init__(self, accuracy: float = 1.0, operator: str = "oracle", seed: int = 0) -> None:
         self.accuracy = accuracy
         self.operator = operator
-        self._rng = random.Random(seed)
+        # Each simulated operator errs on different frames: two operators of the same accuracy are not copies.
+        self._rng = random.Random(f"{seed}:{operator}")
 
     def review(self, frame: FrameForReview) -> list[Decision]:
         truth = [Box(*d["box"], d["class_id"], d["class_name"]) for d in (frame.ground_truth or {}).get("defects", [])]

@@ -45,6 +45,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bf.add_argument("--decisions", type=positive_int, default=60, help="decisions timed (default 60)")
     _frame_size(bf)
     bf.set_defaults(func=bench_feedback)
+    bx = bsub.add_parser("export", parents=[common],
+                         help="feedback bundle export: a store of N reviewed frames written as one bundle")
+    bx.add_argument("--samples", type=positive_int, default=10000, help="reviewed frames in the store (default 10000)")
+    bx.add_argument("--width", type=positive_int, default=640)
+    bx.add_argument("--height", type=positive_int, default=512)
+    bx.add_argument("--runs", type=positive_int, default=3, help="exports timed (default 3)")
+    bx.add_argument("--zip", action="store_true", help="time ZIP bundles instead of folders")
+    bx.set_defaults(func=bench_export)
 
 
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
@@ -199,4 +207,132 @@ def bench_feedback(args: argparse.Namespace, config: dict[str, Any]) -> int:
     print(f"{'':<72}{'median ms':>10}{'p95 ms':>9}{'max ms':>9}")
     for mode, (med, p95, mx) in rows.items():
         print(f"{mode:<72}{med:>10.1f}{p95:>9.1f}{mx:>9.1f}")
+    return 0
+
+
+def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
+    """A feedback store of ``samples`` reviewed frames in the store's own table layout: real PNG files (each
+    unique), frames with the model's boxes, and a mix of confirm, reject, reclass, missed and unsure decisions.
+    Returns the bytes of images written."""
+    import hashlib
+    import json
+    import struct
+    import uuid
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from engine.db import DB_NAME, connect
+    from engine.simulator import LineSimulator
+
+    sim = LineSimulator(seed=0, width=width, height=height)
+    bases = []
+    slot = 0
+    while len(bases) < 16:
+        image, truth = sim.render(slot)
+        slot += 1
+        boxes = [d.box for d in truth.defects]
+        if boxes:
+            bases.append((image, boxes))
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+
+    encoded = [cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes() for image, _ in bases]
+
+    def png(i: int) -> tuple[str, int]:
+        # Every frame unique: the base image's PNG with a text chunk naming the frame, before IEND.
+        base = encoded[i % len(encoded)]
+        text = b"frame\x00" + str(i).encode()
+        chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+        data = base[:-12] + chunk + base[-12:]
+        sha = hashlib.sha256(data).hexdigest()
+        (directory / "images" / sha[:2]).mkdir(exist_ok=True)
+        (directory / "images" / sha[:2] / f"{sha}.png").write_bytes(data)
+        return sha, len(data)
+
+    with ThreadPoolExecutor(2) as ex:
+        written = list(ex.map(png, range(samples)))
+    db = connect(directory / DB_NAME)
+    now = time.time()
+    images, frames, decisions = [], [], []
+    for i, (sha, nbytes) in enumerate(written):
+        boxes = bases[i % len(bases)][1]
+        images.append((sha, width, height, nbytes, now))
+        dets = [{"box": [b.x0, b.y0, b.x1, b.y1], "class_id": b.class_id, "class_name": b.class_name,
+                 "score": 0.5 + 0.04 * (k % 10)} for k, b in enumerate(boxes)]
+        frames.append((i + 1, sha, "sim:bench", i, 1_767_225_600.0 + i, "bench-model 00000000", "cpu", None,
+                       json.dumps(dets), "{}", None, "near-threshold", "reviewed", now))
+        pattern = i % 10
+        for k, b in enumerate(boxes):
+            verdict, new_class = "confirm", b.class_name
+            if k == 0 and pattern == 6:
+                verdict, new_class = "reject", None
+            elif k == 0 and pattern == 8:
+                verdict, new_class = "reclass", "dent" if b.class_name != "dent" else "scratch"
+            decisions.append((uuid.uuid4().hex, i + 1, "op", now + i, verdict, k, b.class_name, new_class,
+                              json.dumps(dets[k]["box"]), None, dets[k]["score"], "near-threshold", "operator"))
+        if pattern in (7, 9):
+            verdict = "missed" if pattern == 7 else "unsure"
+            decisions.append((uuid.uuid4().hex, i + 1, "op", now + i, verdict, None, None,
+                              "scratch" if verdict == "missed" else None, None,
+                              json.dumps([10.0, 10.0, 30.0, 20.0]) if verdict == "missed" else None, None,
+                              "near-threshold", "operator"))
+    db.execute("BEGIN")
+    db.conn.executemany("INSERT INTO images (sha256, width, height, bytes, created) VALUES (?, ?, ?, ?, ?)", images)
+    db.conn.executemany("INSERT INTO frames (id, image_sha256, source, sequence, timestamp, model, device, reference_id,"
+                        " detections, stats, ground_truth, queue_reason, kept_as, created)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", frames)
+    db.conn.executemany("INSERT INTO decisions (review_id, frame_id, operator, time_utc, verdict, detection, old_class,"
+                        " new_class, old_box, new_box, score, queue_reason, origin)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", decisions)
+    db.execute("COMMIT")
+    db.conn.close()
+    return sum(n for _, n in written)
+
+
+def bench_export(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """Median time to export every reviewed frame of a store of ``--samples`` frames as one bundle."""
+    import os
+    import shutil
+    import tempfile
+
+    from app.commands import data_dir
+    from engine.bundle import ExportOptions, export_bundle, verify
+
+    cfg = config.get("export", {})
+    threads = int(cfg.get("threads", 2))
+    with tempfile.TemporaryDirectory(dir=data_dir(args), prefix="bench-export-") as tmp:
+        store = Path(tmp) / "store"
+        t = time.perf_counter()
+        nbytes = _bench_store(store, args.samples, args.width, args.height)
+        built = time.perf_counter() - t
+        print(f"feedback bundle export: {args.samples} reviewed frames of {args.width}x{args.height} "
+              f"({nbytes / 1e9:.2f} GB of PNG, store built in {built:.1f} s), {'ZIP' if args.zip else 'folder'}, "
+              f"copy threads {threads}, CPU cores {os.cpu_count()}")
+        times, vtimes, counts = [], [], {}
+        for run in range(args.runs):
+            out = Path(tmp) / f"bundle-{run}"
+            res = export_bundle(store, out, ExportOptions(replay_share=float(cfg.get("replay_share", 0.1)),
+                                                          zip=args.zip),
+                                "bench", threads=threads, link_images=bool(cfg.get("link_images", False)))
+            times.append(res.seconds)
+            counts = res.counts
+            t = time.perf_counter()
+            ok = verify(res.path, threads).ok
+            vtimes.append(time.perf_counter() - t)
+            if not ok:
+                raise UserError(f"the bundle written in run {run + 1} does not verify")
+            shutil.rmtree(res.path, ignore_errors=True) if res.path.is_dir() else res.path.unlink()
+        med = statistics.median(times)
+        print(f"bundle: {counts['images']} images, {sum(counts['boxes_by_class'].values())} boxes, "
+              f"{counts['decisions']} decisions (fp {counts['by_kind']['fp']}, fn {counts['by_kind']['fn']}, "
+              f"confirmed {counts['by_kind']['confirmed']}, unsure {counts['by_kind']['unsure']})")
+        print(f"{'runs':>6}{'median s':>10}{'min s':>8}{'max s':>8}{'frames/s':>10}{'verify s':>10}")
+        print(f"{args.runs:>6}{med:>10.2f}{min(times):>8.2f}{max(times):>8.2f}{args.samples / med:>10.0f}"
+              f"{statistics.median(vtimes):>10.2f}")
+        scaled = med * 10000 / args.samples
+        print(f"{'meets' if scaled <= 60 else 'misses'} the target of 60 s for 10,000 frames"
+              + ("" if args.samples == 10000 else f" (scaled linearly from {args.samples}: {scaled:.1f} s)"))
+        print(f"images {'hard-linked from the store' if cfg.get('link_images') else 'copied'} "
+              "([export] link_images), every one hashed on the way")
     return 0

@@ -32,6 +32,9 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     if args.out.exists():
         raise UserError(f"{args.out} already exists; choose another name or remove it")
+    from app.authcli import require, store_for
+
+    session = require(args, "references", "authored", config, action="reference build", obj=str(args.out))
     detector = None
     if not args.no_embeddings:
         from engine.detect import ModelError, load_detector
@@ -81,6 +84,8 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
         path = ref.save(args.out)
     except OSError as e:
         raise UserError(f"cannot write {args.out}: {e.strerror}") from None
+    store_for(args, config).log("reference_built", session, obj=str(path), new={"reference_id": ref.id,
+                                "frames": ref.frames, "source": meta["source"]}, meaning="authored")
     print(f"reference {ref.id} written to {path} ({ref.frames} frames"
           f"{', with embeddings' if ref.embedding is not None else ''})")
     return 0

@@ -69,7 +69,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
             raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
     progress = _Progress(args.frames)
     try:
-        measurers = measurers_for(config, args.reference)
+        measurers = measurers_for(config, args.reference, data_dir=data_dir(args))
     except ReferenceError as e:
         raise UserError(str(e)) from None
     review = _AutoReview(args.auto_review, directory, detector, writer) if args.auto_review else None

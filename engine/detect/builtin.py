@@ -31,6 +31,23 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def verify_against_card(path: Path, card: dict[str, Any], what: str = "model file") -> str:
+    """The file's SHA-256, checked against the card's ``sha256`` (when the card has one) before anything
+    loads it: a file that is not the one its card describes is refused."""
+    try:
+        actual = sha256_of(path)
+    except FileNotFoundError:
+        raise ModelError(f"{what} {path} are missing" if what.endswith("weights") else
+                         f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise ModelError(f"{what} {path} cannot be read: {e.strerror}") from None
+    expected = card.get("sha256")
+    if expected and str(expected).lower() != actual:
+        raise ModelError(f"the SHA-256 of {what} {Path(path).name} ({actual[:12]}…) does not match its model card "
+                         f"({str(expected)[:12]}…), so it is not loaded")
+    return actual
+
+
 def card_path_for(weights: str | Path) -> Path:
     """The card next to a weights file: ``NAME.json`` beside ``NAME.pt``."""
     return Path(weights).with_suffix(".json")
@@ -101,6 +118,7 @@ class BuiltinDetector:
         self.classes: tuple[str, ...] = tuple(self.card["classes"])
         self.device = pick_device(device)
         self.confidence = float(confidence if confidence is not None else self.card.get("confidence_threshold", 0.3))
+        self.sha256 = verify_against_card(self.weights_path, self.card, "built-in model weights")
         try:
             state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -115,7 +133,6 @@ class BuiltinDetector:
                              f"({str(e).splitlines()[0][:120]})") from None
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.input_size = (INPUT_W, INPUT_H)
-        self.sha256 = sha256_of(self.weights_path)
         self.name = f"builtin {self.card.get('name', 'detector')} {self.sha256[:8]}"
         self.embedding_source = "model: global average of the last hidden layer (48 channels)"
 

@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.detect.builtin import pick_device, sha256_of
+from engine.detect.builtin import pick_device, sha256_of, verify_against_card
 from engine.detect.common import ModelError, image_embedding, letterbox, nms, to_tensor
 from engine.frame import Box, Frame
 from engine.interfaces import Detections
@@ -146,6 +146,13 @@ class UserModelDetector:
     def __init__(self, path: str | Path, device: str | None = None, confidence: float | None = None) -> None:
         self.path = Path(path).expanduser()
         self.format = _sniff(self.path)
+        self.card_file = self.path.with_suffix(".json")  # an optional model card beside the file
+        if self.card_file.is_file():
+            try:
+                card = json.loads(self.card_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ModelError(f"model card {self.card_file} cannot be read: {e}") from None
+            verify_against_card(self.path, card if isinstance(card, dict) else {}, "model file")
         self.device = pick_device(device)
         self.confidence = float(confidence) if confidence is not None else 0.25
         name = self.path.name
