@@ -16,11 +16,7 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app import agreement_ui
-from app import auth_ui
-from app import export_ui
-from app import readiness_ui
-from app import recalibration_ui
+from app import agreement_ui, auth_ui, export_ui, readiness_ui, recalibration_ui
 from engine.drift import DriftMonitor, StatsMeasurer, measurers_for
 from engine.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
 from engine.pipeline import Pipeline, PipelineConfig

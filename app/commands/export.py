@@ -70,10 +70,9 @@ def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
 
 def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from app.authcli import require, store_for
     from engine.bundle import BundleError, export_bundle
     from engine.config import station_id
-
-    from app.authcli import require, store_for
 
     options = options_from(args, config)
     session = require(args, "export", "approved", config, action="export", obj=str(args.out))

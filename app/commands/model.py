@@ -34,7 +34,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from dataclasses import replace
 
-    from engine.detect.train import TrainConfig, train_builtin as train
+    from engine.detect.train import TrainConfig
+    from engine.detect.train import train_builtin as train
 
     out: Path = args.out.expanduser()
     if out.suffix != ".pt":

@@ -42,9 +42,9 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.detect import ModelError, load_detector
     from engine.drift import measurers_for
-    from engine.reference import ReferenceError
     from engine.pipeline import Pipeline, PipelineConfig
     from engine.records import JsonlWriter
+    from engine.reference import ReferenceError
     from engine.sources import SourceError, open_source
 
     directory = data_dir(args)

@@ -9,8 +9,6 @@ import stat
 import sys
 from pathlib import Path
 
-import pytest
-
 from engine import doctor
 from engine.doctor import FAIL, OK, WARN
 

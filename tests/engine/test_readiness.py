@@ -19,8 +19,18 @@ from engine.config import default_config
 from engine.db import read
 from engine.feedback import FeedbackStore, FrameForReview
 from engine.frame import Box
-from engine.readiness import (ReadinessCancelled, ReadinessError, _psi_bins, _sim_reference_truth, assess,
-                              build_report, load_reference, parse_since, render_html, statistic_shift)
+from engine.readiness import (
+    ReadinessCancelled,
+    ReadinessError,
+    _psi_bins,
+    _sim_reference_truth,
+    assess,
+    build_report,
+    load_reference,
+    parse_since,
+    render_html,
+    statistic_shift,
+)
 from engine.review import OracleReviewer
 
 SIZE = "width=320&height=256"

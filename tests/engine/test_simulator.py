@@ -2,8 +2,18 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.simulator import (DEFECT_CLASSES, DROPOUT_FROZEN, DROPOUT_NONE, GOLDEN_COUNT, GOLDEN_DEFECTS,
-                              LENS_CHANGE_AT, SCENARIOS, Camera, LineSimulator, REPLACEMENT_LENS)
+from engine.simulator import (
+    DEFECT_CLASSES,
+    DROPOUT_FROZEN,
+    DROPOUT_NONE,
+    GOLDEN_COUNT,
+    GOLDEN_DEFECTS,
+    LENS_CHANGE_AT,
+    REPLACEMENT_LENS,
+    SCENARIOS,
+    Camera,
+    LineSimulator,
+)
 from engine.sources import SourceStalled, open_source
 
 

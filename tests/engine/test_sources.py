@@ -6,8 +6,18 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.sources import (FolderSource, FrameError, LiveCaptureSource, SimSource, SourceEnded, SourceError,
-                            SourceNotFound, SourceStalled, VideoFileSource, open_source)
+from engine.sources import (
+    FolderSource,
+    FrameError,
+    LiveCaptureSource,
+    SimSource,
+    SourceEnded,
+    SourceError,
+    SourceNotFound,
+    SourceStalled,
+    VideoFileSource,
+    open_source,
+)
 from engine.sources.opencv import open_stream
 
 
