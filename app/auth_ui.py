@@ -365,8 +365,9 @@ class AuthController(QtCore.QObject):
     def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 (Qt naming)
         t = event.type()
         if obj is self.window:
-            if t == QtCore.QEvent.Type.ChildAdded and self.lock_screen.isVisible():
-                QtCore.QTimer.singleShot(0, self.lock_screen.raise_)  # docks added later stay under the lock
+            if t in _RESTACK_EVENTS and self.lock_screen.isVisible():
+                # Docks added, shown or laid out later (the saved layout is restored after this) stay under it.
+                QtCore.QTimer.singleShot(0, self.lock_screen.raise_)
             elif t == QtCore.QEvent.Type.Close and self.session is not None and not self.locked:
                 self._log("sign_out", self.session, obj=f"user {self.session.badge}", reason="window closed")
                 self.locked = True
@@ -378,6 +379,10 @@ class AuthController(QtCore.QObject):
         # No shortcut of the window works while it is locked.
         return self.locked and t == QtCore.QEvent.Type.Shortcut and self._inside(obj, self.window) \
             and not self._inside(obj, self.lock_screen)
+
+
+_RESTACK_EVENTS = (QtCore.QEvent.Type.ChildAdded, QtCore.QEvent.Type.Show, QtCore.QEvent.Type.LayoutRequest,
+                   QtCore.QEvent.Type.WindowActivate)
 
 
 def install(window: Any) -> AuthController | None:

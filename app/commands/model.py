@@ -21,9 +21,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of weights and crops (default 0, as shipped)")
     t.add_argument("--steps", type=positive_int, default=None,
                    help="optimiser steps (default: as shipped); fewer for a quick try")
-    t.add_argument("--stage1", type=Path, default=None,
-                   help="weights holding the first stage's result (as the shipped model's card names by hash): "
-                        "run only the second, box-refining stage from them")
     t.set_defaults(func=train_builtin)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
     i.add_argument("path", nargs="?", help="a .pt2 or TorchScript file (default: the built-in model)")
@@ -46,9 +43,7 @@ def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     require(args, "models", "authored", config, action="model train-builtin", obj=str(out))
     cfg = replace(TrainConfig(), seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    if args.stage1 is not None and not args.stage1.is_file():
-        raise UserError(f"stage 1 weights {args.stage1} do not exist")
-    card = train(str(out), cfg, progress=sys.stderr, stage1=str(args.stage1) if args.stage1 else None)
+    card = train(str(out), cfg, progress=sys.stderr)
     q = card["quality"]
     print(f"wrote {out} and {out.with_suffix('.json')} (sha256 {card['sha256'][:16]}...); unseen nominal seeds: "
           f"F1 {q['f1']:.3f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, mAP@0.5 {q['map50']:.3f}")

@@ -216,3 +216,19 @@ def test_sign_in_dialog_grab(qtbot, data_dir, users):
     w.grab().save("/tmp/sign_in.png")
     assert QtGui.QImage("/tmp/sign_in.png").width() == w.width()
     w.close()
+
+
+def test_the_lock_screen_covers_the_docks_after_the_layout_is_restored(qtbot, data_dir, users):
+    """Nothing of the window can be seen or clicked while it is locked, the docks included."""
+    w = open_window(qtbot, data_dir, autostart=True)  # as the station starts: the line runs behind the lock
+    w._restore_layout()  # what a start with a saved layout does after everything was built
+    qtbot.waitUntil(lambda: w.pipeline is not None and w.pipeline.latest()[0] > 5, timeout=20000)
+    qtbot.wait(200)
+    lock = w.auth.lock_screen
+    docks = [d for d in w.findChildren(QtWidgets.QDockWidget) if not d.visibleRegion().isEmpty()]
+    assert docks
+    for widget in [w.centralWidget(), *docks]:
+        centre = widget.mapTo(w, widget.rect().center())
+        assert w.rect().contains(centre)
+        hit = w.childAt(centre)
+        assert hit is lock or lock.isAncestorOf(hit), f"{widget.objectName()} shows through the lock screen"
