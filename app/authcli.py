@@ -58,6 +58,7 @@ def require(args: argparse.Namespace, permission: str, meaning: str, config: dic
         store.log(what, session, obj=obj, meaning=meaning,
                   reason=f"station not secured (no users yet): {describe_permission(permission).lower()} "
                          "allowed without sign-in")
+        _settings(args, config, session)
         return session
     badge = getattr(args, "badge", None)
     role = required_role(permission)
@@ -76,4 +77,13 @@ def require(args: argparse.Namespace, permission: str, meaning: str, config: dic
         if isinstance(e, PermissionDenied):  # a failed sign-in is logged by authenticate itself
             store.log(f"{what}_refused", session, obj=obj or what, reason=str(e), meaning=meaning)
         raise UserError(str(e)) from None
+    _settings(args, config, session)
     return session
+
+
+def _settings(args: argparse.Namespace, config: dict[str, Any] | None, session: Session) -> None:
+    """Settings edited in the config file since the trail last saw them go in before the signed command."""
+    if config is not None:
+        from engine.audit import record_settings
+
+        record_settings(data_dir(args), config, station_id(config), user=session.badge, role=session.role)

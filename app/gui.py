@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,18 @@ def make_app() -> Any:
     return app
 
 
+def _record_settings(config: dict[str, Any], data_dir: Path) -> None:
+    """Settings edited in the config file since the last start go into the audit trail before the window opens."""
+    from engine import audit
+    from engine.config import station_id
+    from engine.db import DatabaseError
+
+    try:
+        audit.record_settings(data_dir, config, station_id(config))
+    except (DatabaseError, OSError, sqlite3.Error) as e:  # the window says more; this must not stop it
+        print(f"inspection-station: the settings could not be recorded in the audit trail: {e}", file=sys.stderr)
+
+
 def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None, model: str | None = None,
             confidence: float | None = None) -> int:
     app = make_app()
@@ -32,6 +45,7 @@ def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None, m
     # The window opens covered by the lock screen (first start: the first administrator's form) unless
     # [security] require_sign_in is false; the line runs behind it and systemd hears READY as usual.
     sign_in = bool(config.get("security", {}).get("require_sign_in", True))
+    _record_settings(config, data_dir)
     window = MainWindow(config, data_dir, source=source, model=model, confidence=confidence, sign_in=sign_in)
     window.show()
     attach_service_notifier(window)  # READY/WATCHDOG/STOPPING to systemd when run as a service

@@ -367,3 +367,48 @@ th {{ background: #eee; }}
 {body}
 </tbody></table></body></html>
 """
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def record_settings(data_dir: Path, config: dict[str, Any], station: str = "", user: str = "",
+                    role: str = "") -> list[str]:
+    """A ``settings_changed`` entry when the effective settings (tolerances, sources, security…) differ from
+    the last ones recorded, with the keys that changed and their old and new values; the keys, or none.
+
+    Settings live in a TOML file anyone with the file's permissions can edit: this is how such an edit
+    reaches the trail, the next time the station starts or a signed command runs."""
+    now = _flatten(config)
+    db = connect(Path(data_dir) / DB_NAME)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(f"SELECT new_value FROM {TABLE} WHERE action IN ('settings_recorded', "
+                             f"'settings_changed') ORDER BY id DESC LIMIT 1").fetchone()
+            before = _flatten(json.loads(row[0])) if row is not None and row[0] else None
+            if before == now:
+                db.execute("ROLLBACK")
+                return []
+            if before is None:
+                changed = sorted(now)
+                append(db, "settings_recorded", user=user, role=role, obj="settings", new=config, station=station,
+                       reason="the settings in force when the trail first saw them")
+            else:
+                changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+                append(db, "settings_changed", user=user, role=role, obj="settings",
+                       old={k: before.get(k) for k in changed}, new=config, station=station,
+                       reason="changed: " + ", ".join(changed))
+            db.execute("COMMIT")
+            return changed
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    finally:
+        db.conn.close()

@@ -282,3 +282,16 @@ def test_model_weights_that_do_not_match_their_card_are_not_loaded(tmp_path):
         load_detector(model, device="cpu")
     (tmp_path / "mine.json").write_text(json.dumps({"sha256": sha256_of(model)}))
     assert load_detector(model, device="cpu").sha256 == sha256_of(model)
+
+
+def test_settings_edited_in_the_config_file_reach_the_trail(data_dir):
+    from engine.config import default_config
+
+    cfg = default_config()
+    assert len(audit.record_settings(data_dir, cfg, "st")) > 10  # first sight: everything in force
+    assert audit.record_settings(data_dir, cfg, "st") == []  # nothing changed: nothing written
+    cfg["drift"]["relative_tolerance"]["focus"] = 0.5
+    assert audit.record_settings(data_dir, cfg, "st") == ["drift.relative_tolerance.focus"]
+    last = audit.entries(data_dir)[-1]
+    assert last["action"] == "settings_changed" and "drift.relative_tolerance.focus" in last["reason"]
+    assert audit.verify(data_dir).ok
