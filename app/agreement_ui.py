@@ -89,8 +89,10 @@ class AgreementTools(QtCore.QObject):
 
     # ------------------------------------------------------------------ blind re-review
 
-    def start_recheck(self) -> Any:
-        """Freeze the next frame due for a blind re-review by the current operator in the review dock."""
+    def start_recheck(self, quiet: bool = False) -> Any:
+        """Freeze the next frame due for a blind re-review by the current operator in the review dock.
+
+        ``quiet``: say nothing when none is due (the review queue's **N** asks this first, each time)."""
         from engine.recheck import RecheckSettings, next_task
 
         w = self.window
@@ -103,7 +105,8 @@ class AgreementTools(QtCore.QObject):
             w.review.show_failed(str(e))
             return None
         if task is None:
-            w.review.status.setText(f"No stored frame is due for a blind re-review by {operator}.")
+            if not quiet:
+                w.review.status.setText(f"No stored frame is due for a blind re-review by {operator}.")
             return None
         fr = task.frame
         w.frozen, w.frozen_frame = task, fr  # the live view stops drawing while a frame is frozen

@@ -316,6 +316,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review.set_reviewing(self.frozen is not None, bool(self.frozen_frame and self.frozen_frame.detections))
 
     def review_next_queued(self) -> None:
+        """N: a stored frame due for a blind re-review by this operator comes first, then the live queue."""
+        tools = getattr(self, "agreement_tools", None)
+        if tools is not None and tools.start_recheck(quiet=True) is not None:
+            return
         if self.review_queue:
             result, why = self.review_queue.popleft()
             self.freeze(result, why)

@@ -180,7 +180,12 @@ def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
         assert len(bob) == 1 and bob[0].label == "scratch" and bob[0].item == "f1/d0"
         assert [r.label for r in rows if r.item == "f1/d0" and r.rater == "ann"] == ["none"]
         w.toggle_freeze()  # back to live
-        task2 = tools.start_recheck()
-        assert task2 is not None and task2.frame_id == 2  # the next one due; frame 1 is done
+        w.act_queue.trigger()  # N: the next frame due for a blind re-review comes before the live queue
+        assert w.frozen_frame is not None and w.frozen_frame.queue_reason == "recheck-inter"
+        assert w.frozen.frame_id == 2  # the next one due; frame 1 is done
+        w.toggle_freeze()
+        w.review.operator.setText("ann")
+        w.act_queue.trigger()  # none due for ann (her own frames): N leaves the dock quiet
+        assert w.frozen_frame is None and "No stored frame" not in w.review.status.text()
     finally:
         w.close()
