@@ -45,9 +45,9 @@ undefined, not zero.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
-import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from engine.files import write_atomic
 
 NONE_LABEL = "none"  # a detection rejected as no defect
 INTRA = "recheck-intra"
@@ -579,27 +581,12 @@ class CalibrationExercise:
                        "answers": dict(self.answers)})
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_calibration(data_dir: Path, result: dict[str, Any]) -> Path:
     """Keep a calibration result as ``<data dir>/calibration/<utc>-<operator>.json`` (atomic, durable)."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in result["operator"]) or "operator"
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.get("time", time.time())))
     path = Path(data_dir) / "calibration" / f"{stamp}-{safe}.json"
-    _atomic_write(path, json.dumps(result, indent=1))
+    write_atomic(path, json.dumps(result, indent=1))
     return path
 
 
@@ -723,21 +710,19 @@ def build_gold_set(folder: Path, seed: int = 3, per_class: tuple[int, int] = (3,
     if any(v > 0 for v in want.values()) or nones < none_items:
         raise ValueError(f"the simulated line gave too few suitable defects in {max_slots} frames")
     order = sorted(items, key=lambda it: int.from_bytes(
-        __import__("hashlib").sha256(f"{seed}:{it['id']}".encode()).digest()[:4], "big"))  # mixed, stable order
+        hashlib.sha256(f"{seed}:{it['id']}".encode()).digest()[:4], "big"))  # mixed, stable order
     for p in folder.glob("*.png"):
         p.unlink()
     for iid, crop in crops.items():
         ok, buf = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not ok:
             raise ValueError("a gold image could not be encoded")
-        tmp = folder / f"{iid}.png.tmp"
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, folder / f"{iid}.png")
+        write_atomic(folder / f"{iid}.png", buf.tobytes())
     doc = {"version": f"sim-{seed}-{time.strftime('%Y%m%d', time.gmtime())}",
            "about": "Reference answers for the calibration exercise. Each item is a picture of part of a plate "
                     "with a marked region; the answer is what the region shows (a class, or none). Edit the "
                     "criteria to sharpen them; regenerate the pictures with `inspection-station agreement "
                     "gold-build`.",
            "classes": list(DEFECT_CLASSES), "criteria": criteria, "items": order}
-    _atomic_write(folder / GOLD_FILE, json.dumps(doc, indent=1) + "\n")
+    write_atomic(folder / GOLD_FILE, json.dumps(doc, indent=1) + "\n")
     return load_gold_set(folder)

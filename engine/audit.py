@@ -27,7 +27,6 @@ import hashlib
 import html
 import io
 import json
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.db import DB_NAME, connect
+from engine.files import write_atomic
 
 GENESIS = "0" * 64
 TABLE = "audit_log"
@@ -333,12 +333,7 @@ def export(data_dir: Path, out: Path, fmt: str | None = None, generated_by: str 
         text = buf.getvalue()
     else:
         text = _html(rows, verdict, generated_by)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
+    write_atomic(out, text)
     return verdict
 
 

@@ -11,7 +11,6 @@ in a child process (with a time limit), so a broken Qt can neither hang nor cras
 from __future__ import annotations
 
 import glob
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -28,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from engine.files import sha256_file
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 GIB = 1 << 30
@@ -328,11 +329,6 @@ def check_databases(data_dir: str | Path) -> list[Check]:
     return [check_database(f) for f in files]
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def default_model_card() -> Path:
     import resources
 
@@ -356,7 +352,7 @@ def check_model(card_path: str | Path | None = None) -> Check:
     if not weights.is_file():
         return Check(name, FAIL, f"weights {weights} named by {card.name} are missing: reinstall the station")
     try:
-        actual = _sha256(weights)
+        actual = sha256_file(weights)
     except OSError as e:
         return Check(name, FAIL, f"weights {weights} cannot be read ({e.strerror})")
     expected = str(data["sha256"]).lower()

@@ -14,7 +14,6 @@ import concurrent.futures as cf
 import errno
 import hashlib
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 
 from engine import audit
 from engine.db import DB_NAME, DatabaseError, connect, read
+from engine.files import write_atomic
 from engine.frame import Box
 
 VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
@@ -248,18 +248,7 @@ class FeedbackStore:
         sha = hashlib.sha256(data).hexdigest()
         path = self.image_path(sha)
         if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            write_atomic(path, data)
         return sha, len(data)
 
     def _frame_row(self, db: Any, fr: FrameForReview, kept_as: str) -> int:

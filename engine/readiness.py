@@ -48,6 +48,7 @@ import numpy as np
 
 from engine.charts import psi
 from engine.db import DB_NAME, read
+from engine.files import write_atomic
 from engine.reference import Reference, ReferenceError
 from engine.stats import SCALARS
 
@@ -870,18 +871,9 @@ def write_report(path: Path, text: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ReadinessError(f"{path} is a folder; name the report file")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise ReadinessError(f"the report cannot be written to {path}: {e.strerror or e}") from None
     return path
 

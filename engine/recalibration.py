@@ -58,6 +58,7 @@ from engine.calibration import (
     write_json_atomic,
 )
 from engine.drift import STATION_FILE, tolerance_band
+from engine.files import write_atomic
 from engine.frame import Frame
 from engine.reference import Reference, ReferenceError
 from engine.stats import FrameStats, cpu_stats
@@ -114,18 +115,6 @@ def _unique(path: Path) -> Path:
 def save_lens_profile(data_dir: Path, profile: LensProfile, stamp: str | None = None) -> Path:
     path = _unique(lens_profile_dir(data_dir) / f"{stamp or _stamp()}.json")
     return profile.save(path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def set_station_reference(data_dir: Path, path: Path, ref_id: str, who: str, why: str) -> Path:
@@ -797,7 +786,7 @@ class Recalibration:
         if self.last_production is not None:
             ok, png = cv2.imencode(".png", self.last_production)
             if ok:
-                write_bytes_atomic(profile_path.with_suffix(".png"), png.tobytes())
+                write_atomic(profile_path.with_suffix(".png"), png.tobytes())
         reference_path, reference_id = None, self.reference.id if self.reference is not None else ""
         if not keep_reference:
             ref = self._build_reference()
@@ -827,7 +816,7 @@ class Recalibration:
         record_path = _unique(Path(self.data_dir) / "reports" / f"recalibration-{stamp}.json")
         write_json_atomic(record_path, record)
         report_path = record_path.with_suffix(".html")
-        write_bytes_atomic(report_path, self.report_html(record).encode("utf-8"))
+        write_atomic(report_path, self.report_html(record).encode("utf-8"))
         self.committed = CommitResult(profile_path, report_path, record_path, reference_path, reference_id,
                                       campaign_path, event_time)
         return self.committed

@@ -26,6 +26,29 @@ def positive_int(text: str) -> int:
     return v
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (a confidence, a share)."""
+    v = _number(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    v = _number(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v:g}")
+    return v
+
+
 def data_dir(args: argparse.Namespace) -> Any:
     """The data directory named by ``--data-dir`` (or the default), created if needed."""
     return prepare_data_dir(getattr(args, "data_dir", None))

@@ -14,17 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v:g}")
-    return v
+from app.commands import UserError, data_dir, positive_float
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,7 +24,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     what.add_argument("--images", type=Path, help="a folder of images of the target in varied poses")
     what.add_argument("--source", help="run the whole recalibration headless on this source (sim://..., cam://0)")
     c.add_argument("--pattern", default=None, help="inner corners, columns x rows (default: [calibration] pattern)")
-    c.add_argument("--square-mm", type=_positive_float, default=None,
+    c.add_argument("--square-mm", type=positive_float, default=None,
                    help="the side of one square in mm (default: [calibration] square_mm)")
     c.add_argument("--who", help="with --source: who recalibrates")
     c.add_argument("--reason", default="lens replacement", help="with --source: why (default: lens replacement)")

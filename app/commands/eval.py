@@ -8,17 +8,7 @@ import sys
 import time
 from typing import Any
 
-from app.commands import UserError, positive_int
-
-
-def _confidence(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
-    return v
+from app.commands import UserError, fraction, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -30,7 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     e.add_argument("--step", type=positive_int, default=1,
                    help="score every STEP-th frame slot, skipping the rest (default 1: every slot)")
     e.add_argument("--model", help="a .pt2 or TorchScript file (default: the built-in model)")
-    e.add_argument("--confidence", type=_confidence, help="operating threshold (default: the model's)")
+    e.add_argument("--confidence", type=fraction, help="operating threshold (default: the model's)")
     e.add_argument("--buckets", type=positive_int, default=1,
                    help="also score K equal spans of simulated time, to show a trend (default 1: none)")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.commands import UserError, data_dir, fraction
 
 
 def _time(text: str) -> float:
@@ -21,16 +21,6 @@ def _time(text: str) -> float:
 
 def _list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-
-
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
-    return v
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -48,7 +38,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="fp (a rejected detection), fn (a missed defect), confirmed, unsure (default: all four)")
     e.add_argument("--classes", type=_list, metavar="C,...", help="only these defect classes (default: all)")
     e.add_argument("--format", type=_list, metavar="F,...", help="coco, yolo (default: both)")
-    e.add_argument("--replay-share", type=_share, metavar="X",
+    e.add_argument("--replay-share", type=fraction, metavar="X",
                    help="confirmed-correct frames added as replay, as a share of the chosen frames "
                         "(default: [export] replay_share)")
     e.add_argument("--zip", action="store_true", help="write one ZIP file instead of a folder")

@@ -338,14 +338,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
                 "corrected_class": "counts as fp and fn",
                 "duplicates": "one image per content hash; the frame decided last gives its truth",
             },
-            "files": {k: v for k, v in (("coco_ground_truth", fm.COCO_GT if "coco" in options.formats else None),
-                                        ("coco_predictions", fm.COCO_PRED if "coco" in options.formats else None),
-                                        ("yolo_data", fm.YOLO_YAML if "yolo" in options.formats else None),
-                                        ("images", "images/"),
-                                        ("yolo_labels", "labels/" if "yolo" in options.formats else None),
-                                        ("decisions", fm.DECISIONS_CSV), ("events", fm.EVENTS_CSV),
-                                        ("drift_minutes", fm.DRIFT_MINUTES_CSV), ("drift_alarms", fm.DRIFT_ALARMS_CSV),
-                                        ("drift_summary", fm.DRIFT_SUMMARY), ("checksums", fm.SUMS)) if v},
+            "files": fm.manifest_files(options.formats),
         }
         sink.add_bytes(fm.MANIFEST, fm.pretty_json(manifest))
         step("manifest")

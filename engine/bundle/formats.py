@@ -122,3 +122,13 @@ def compact_json(obj: Any) -> bytes:
 def pretty_json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode()
 
+
+
+def manifest_files(formats: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The manifest's map of what is where in a bundle written in ``formats``."""
+    coco, yolo = "coco" in formats, "yolo" in formats
+    files = {"coco_ground_truth": COCO_GT if coco else None, "coco_predictions": COCO_PRED if coco else None,
+             "yolo_data": YOLO_YAML if yolo else None, "images": "images/", "yolo_labels": "labels/" if yolo else None,
+             "decisions": DECISIONS_CSV, "events": EVENTS_CSV, "drift_minutes": DRIFT_MINUTES_CSV,
+             "drift_alarms": DRIFT_ALARMS_CSV, "drift_summary": DRIFT_SUMMARY, "checksums": SUMS}
+    return {k: v for k, v in files.items() if v}

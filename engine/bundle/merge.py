@@ -166,15 +166,7 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
                 "classes": classes, "models": list(models.values()), "references": list(refs.values()),
                 "counts": counts, "agreement": agreement_summary(agree_in),
                 "policy": {"duplicates": "one image per content hash; the first bundle named gives its truth"},
-                "files": {k: v for k, v in (("coco_ground_truth", fm.COCO_GT if "coco" in formats else None),
-                                            ("coco_predictions", fm.COCO_PRED if "coco" in formats else None),
-                                            ("yolo_data", fm.YOLO_YAML if "yolo" in formats else None),
-                                            ("images", "images/"),
-                                            ("yolo_labels", "labels/" if "yolo" in formats else None),
-                                            ("decisions", fm.DECISIONS_CSV), ("events", fm.EVENTS_CSV),
-                                            ("drift_minutes", fm.DRIFT_MINUTES_CSV),
-                                            ("drift_alarms", fm.DRIFT_ALARMS_CSV),
-                                            ("drift_summary", fm.DRIFT_SUMMARY), ("checksums", fm.SUMS)) if v},
+                "files": fm.manifest_files(formats),
             }
             sink.add_bytes(fm.MANIFEST, fm.pretty_json(manifest))
             if is_cancelled():

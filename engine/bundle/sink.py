@@ -23,6 +23,7 @@ from typing import BinaryIO, Callable, Iterable
 
 from engine.bundle.formats import SUMS
 from engine.bundle.selection import BundleError
+from engine.files import fsync_path, sha256_file
 
 CHUNK = 1 << 20
 
@@ -60,17 +61,6 @@ def _copy_hashing(src: Source, dst: Path | None, out: object | None = None) -> s
     return h.hexdigest()
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -94,14 +84,6 @@ def remove_stale_partials(target: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _sync_folder(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_tree(root: Path, files: Iterable[Path], threads: int) -> None:
     """Make every file under ``root`` durable: one ``syncfs`` on Linux, else an fsync per file."""
     if sys.platform.startswith("linux"):
@@ -116,15 +98,8 @@ def _sync_tree(root: Path, files: Iterable[Path], threads: int) -> None:
         except (OSError, AttributeError):
             pass
 
-    def one(p: Path) -> None:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     with ThreadPoolExecutor(max(1, threads)) as ex:
-        list(ex.map(one, files))
+        list(ex.map(fsync_path, files))
 
 
 class Sink:
@@ -188,7 +163,7 @@ class Sink:
             if self.link_images and isinstance(src, Path):
                 try:
                     os.link(src, dst)
-                    got = _hash_file(dst)
+                    got = sha256_file(dst)
                 except OSError as e:
                     if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                         raise
@@ -235,11 +210,11 @@ class Sink:
                 f.write(lines.encode())
             _sync_tree(self.tmp, [self.tmp / n for n in self.sums] + [self.tmp / SUMS], self.threads * 4)
             for d in sorted(self._dirs | {self.tmp}, key=lambda p: len(p.parts), reverse=True):
-                _sync_folder(d)
+                fsync_path(d)
         if self.target.exists():
             raise BundleError(f"{self.target} appeared while the bundle was written; it was left as it is")
         os.rename(self.tmp, self.target)
-        _sync_folder(self.target.parent)
+        fsync_path(self.target.parent)
 
     def abort(self) -> None:
         if self._zip is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch.nn import functional as F
 import resources
 from engine.detect.common import ModelError, letterbox, to_tensor
 from engine.detect.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.files import sha256_file
 from engine.frame import Box, Frame
 from engine.interfaces import Detections
 
@@ -23,12 +23,7 @@ CARD_NAME = "builtin_detector.json"
 MAX_DETECTIONS = 100
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file  # the name the detectors, the trainer and their callers use
 
 
 def verify_against_card(path: Path, card: dict[str, Any], what: str = "model file") -> str:
