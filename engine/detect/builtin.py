@@ -14,6 +14,7 @@ from torch.nn import functional as F
 import resources
 from engine.detect.common import ModelError, letterbox, to_tensor
 from engine.detect.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.detect.refine import LineRefinement, refine_boxes
 from engine.files import sha256_file
 from engine.frame import Box, Frame
 from engine.interfaces import Detections
@@ -102,10 +103,14 @@ def pick_device(device: str | None) -> str:
 
 
 class BuiltinDetector:
-    """The shipped tiny CenterNet. ``confidence`` is the score a box needs to be reported (settable)."""
+    """The shipped tiny CenterNet. ``confidence`` is the score a box needs to be reported (settable).
+
+    When the card has a ``box_refinement`` section, the boxes of its classes are redrawn on the
+    full-resolution frame (:mod:`engine.detect.refine`); ``refine=False`` reports the network's own boxes.
+    """
 
     def __init__(self, weights: str | Path | None = None, card: str | Path | None = None, device: str | None = None,
-                 confidence: float | None = None) -> None:
+                 confidence: float | None = None, refine: bool = True) -> None:
         w_default, c_default = builtin_paths()
         self.weights_path = Path(weights) if weights is not None else w_default
         card_file = Path(card) if card is not None else (c_default if weights is None else card_path_for(weights))
@@ -130,6 +135,7 @@ class BuiltinDetector:
         self.input_size = (INPUT_W, INPUT_H)
         self.name = f"builtin {self.card.get('name', 'detector')} {self.sha256[:8]}"
         self.embedding_source = "model: global average of the last hidden layer (48 channels)"
+        self.refinement = LineRefinement.from_card(self.card.get("box_refinement")) if refine else None
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         if not frames:
@@ -146,12 +152,12 @@ class BuiltinDetector:
             dets = decode(heat, box, self.confidence)
             dets = [d.cpu() for d in dets]
             emb = emb.float().cpu().numpy()
-        ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-        out = []
-        for f, lb, d, e in zip(frames, boxes, dets, emb):
+        found = []
+        for f, lb, d in zip(frames, boxes, dets):
             xy = lb.to_frame(d[:, :4], f.width, f.height)
-            out.append(Detections(tuple(
+            found.append(refine_boxes(f.image, tuple(
                 Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(c), self.classes[int(c)], float(s))
                 for b, s, c in zip(xy.tolist(), d[:, 4].tolist(), d[:, 5].tolist()) if b[2] > b[0] and b[3] > b[1]),
-                np.ascontiguousarray(e), ms))
-        return out
+                self.refinement, f.channel_order))
+        ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+        return [Detections(b, np.ascontiguousarray(e), ms) for b, e in zip(found, emb)]

@@ -81,3 +81,11 @@ def test_bench_detector_runs(capsys):
 def test_eval_on_cuda(capsys):
     assert main(["eval", "--source", SMALL_SIM, "--frames", "2", "--device", "cuda", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["device"] == "cuda:0"
+
+
+def test_measure_builtin_refuses_weights_without_a_card(tmp_path, capsys):
+    w = tmp_path / "mine.pt"
+    w.write_bytes(b"not weights")
+    assert main(["--data-dir", str(tmp_path / "d"), "model", "measure-builtin", "--weights", str(w)]) == 2
+    err = capsys.readouterr().err
+    assert "mine.json" in err and "does not exist" in err and "Traceback" not in err
