@@ -65,7 +65,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chooser.browse_requested.connect(self._browse)
         self.events = EventLog()
         self.values = ValuesTable()
-        self.drift = DriftPanel(list(SCALARS) + ["grid_drift", "novel_rate"])
+        self.drift = DriftPanel(list(SCALARS) + ["grid_drift", "uniformity_drift", "novel_rate"])
         self._init_review()
         self.monitor: DriftMonitor | None = None
         self.trend_store: TrendStore | None = None

@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     """The configuration file cannot be used; the message names the file and key."""
 
 
+# Settings that take one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {"drift.backend": ("auto", "cpu", "gpu")}
+
+
 def default_config() -> dict[str, Any]:
     with open(resources.path("default_config.toml"), "rb") as f:
         return tomllib.load(f)
@@ -55,6 +59,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any], where: str, origin: str) 
             value = float(value)
         if type(value) is not type(current):
             raise ConfigError(f"{origin}: {name} must be a {type(current).__name__}, not {value!r}")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ConfigError(f"{origin}: {name} must be one of {', '.join(map(repr, CHOICES[name]))}, not {value!r}")
         base[key] = value
 
 

@@ -26,13 +26,15 @@ import numpy as np
 from engine.charts import ControlChart, js, kl, ks, mmd_rbf, psi, wasserstein1
 from engine.frame import Frame
 from engine.interfaces import Alarm, Detections, Measurement
-from engine.reference import Reference
+from engine.reference import Reference, ReferenceError
 from engine.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
 BUILTIN_REFERENCE = "reference_nominal.npz"  # the simulated nominal line at 1280x1024, with the built-in model
 STATION_FILE = "station.json"  # in the data directory: the reference a recalibration made the station's own
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
+STATIC_CELL_MAX_SPREAD = 0.05  # a cell is static when its batch-mean median varies less than 5 % in the reference
+STATIC_CELLS_MIN = 4  # fewer static cells than this: no uniformity drift
 NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
 
@@ -105,9 +107,10 @@ class DriftMonitor:
     def __init__(self, reference: Reference, relative_tolerance: dict[str, float],
                  absolute_tolerance: dict[str, float], arl0_batches: float = 1e6, window: int = 300,
                  batch: int = 10, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats,
-                 on_batch: Callable[[BatchPoint], None] | None = None) -> None:
+                 on_batch: Callable[[BatchPoint], None] | None = None, backend: str = "cpu") -> None:
         self.ref = reference
         self.stats_fn = stats_fn
+        self.backend = backend  # where stats_fn computes ("cpu", "gpu"), for reports
         opencv_luma_is_exact()  # decided now, not on the first frame
         self.batch = int(batch)
         if reference.frames < 5 * self.batch * 3:
@@ -136,6 +139,17 @@ class DriftMonitor:
             sd = max(float(x.std(ddof=1)), floor, 1e-6)
             self.charts["grid_drift"] = ControlChart(mean, sd, arl0_batches)
             self.metrics["grid_drift"] = MetricState("grid_drift", mean, lo, hi, value=mean)
+        self._static_model = self._fit_static_model(reference) if reference.cell_medians is not None else None
+        if self._static_model is not None:
+            x = self._static_model[2]
+            mean = float(x.mean())
+            lo, hi = tolerance_band("uniformity_drift", mean, relative_tolerance, absolute_tolerance)
+            floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
+            sd = max(chart_sigma(x, 1), floor, 1e-6)
+            self.charts["uniformity_drift"] = ControlChart(mean, sd, arl0_batches)
+            self.metrics["uniformity_drift"] = MetricState("uniformity_drift", mean, lo, hi, value=mean)
+        self._median_sum = np.zeros((8, 8))
+        self._median_count = 0
         self._grid_sum = np.zeros((8, 8))
         self._ref_hist = reference.hist[0]
         self._sums = dict.fromkeys(SCALARS, 0.0)
@@ -182,6 +196,9 @@ class DriftMonitor:
             self._sums[k] += st.scalars[k]
             self._scalar_window[k].append(st.scalars[k])
         self._grid_sum += st.grid
+        if st.cell_median is not None and np.isfinite(st.cell_median).all():
+            self._median_sum += st.cell_median
+            self._median_count += 1
         self._count += 1
         alarms: list[Alarm] = []
         if self._count >= self.batch:
@@ -207,6 +224,10 @@ class DriftMonitor:
         means = {k: self._sums[k] / self._count for k in SCALARS}
         if self._grid_model is not None:
             means["grid_drift"] = self._grid_drift(self._grid_sum / self._count)
+        if self._static_model is not None and self._median_count:
+            means["uniformity_drift"] = self._uniformity_drift(self._median_sum / self._median_count)
+        self._median_sum = np.zeros((8, 8))
+        self._median_count = 0
         self._grid_sum = np.zeros((8, 8))
         self._sums = dict.fromkeys(SCALARS, 0.0)
         self._count = 0
@@ -265,6 +286,37 @@ class DriftMonitor:
         m = grid.mean()
         shape = grid / m if m > 0 else grid
         return float(np.sqrt((((shape - mu) / sd) ** 2).mean()))
+
+    def _fit_static_model(self, ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The static cells (whose batch-mean cell median varies by less than ``STATIC_CELL_MAX_SPREAD`` across the
+        reference batches: fixtures, rails, bare belt), their reference levels, and the reference batches' own
+        uniformity-drift values. ``None`` when the reference has too few batches or static cells."""
+        m = ref.cell_medians.astype(np.float64)
+        nb = len(m) // self.batch
+        if nb < 10 or not np.isfinite(m).all():
+            return None
+        batches = m[: nb * self.batch].reshape(nb, self.batch, 8, 8).mean(1)
+        level = batches.mean(0)
+        spread = batches.std(0, ddof=1) / np.maximum(level, 1e-9)
+        static = (spread < STATIC_CELL_MAX_SPREAD) & (level >= 8.0)  # a cell in the dark says nothing of the light
+        if static.sum() < STATIC_CELLS_MIN:
+            return None
+        values = np.array([self._pattern_change(b, static, level) for b in batches])
+        return static, level, values
+
+    @staticmethod
+    def _pattern_change(medians: np.ndarray, static: np.ndarray, level: np.ndarray) -> float:
+        r = medians[static] / level[static]
+        r = r / r.mean()
+        return float(np.sqrt(np.mean((r - 1.0) ** 2)))
+
+    def _uniformity_drift(self, medians: np.ndarray) -> float:
+        """How far the light's pattern over the static cells has moved from the reference's: each static cell's
+        median over its reference level, over the mean of those ratios (so a brighter or dimmer lamp alone does
+        not count), RMS of the difference from 1. A part passing through does not move a median unless it covers
+        half the cell; a lens or lamp change moves the pattern for good."""
+        static, level, _ = self._static_model  # type: ignore[misc]
+        return self._pattern_change(medians, static, level)
 
     def _transition(self, k: str, old: str, new: str, m: MetricState) -> Alarm:
         if new == "ok":
@@ -347,8 +399,9 @@ class StatsMeasurer:
 
     name = "stats"
 
-    def __init__(self, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats) -> None:
+    def __init__(self, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats, backend: str = "cpu") -> None:
         self.stats_fn = stats_fn
+        self.backend = backend  # where stats_fn computes ("cpu", "gpu"), for reports
         opencv_luma_is_exact()  # decided now, not on the first frame
 
     def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
@@ -368,21 +421,52 @@ def station_reference(data_dir: Any) -> str | None:
         return None
 
 
+STATS_BACKENDS = ("auto", "cpu", "gpu")
+
+
+def stats_backend(choice: str = "auto") -> tuple[str, Callable[[np.ndarray], FrameStats]]:
+    """The per-frame statistics function for ``[drift] backend``, with its name: "cpu"; "gpu"
+    (:mod:`engine.gpu_stats`); or "auto", the GPU when one is present and its kernels run, else the CPU.
+
+    Raises :class:`engine.reference.ReferenceError` when "gpu" is asked for and cannot be used.
+    """
+    if choice not in STATS_BACKENDS:
+        raise ReferenceError(f"[drift] backend must be one of {', '.join(STATS_BACKENDS)}, not {choice!r}")
+    if choice == "cpu":
+        return "cpu", cpu_stats
+    from engine.gpu_stats import default_gpu_stats, gpu_stats, gpu_status
+
+    ok, why = gpu_status()
+    if ok:
+        try:
+            default_gpu_stats().warm_up()  # compiled and run once now, not on the first frame
+            return "gpu", gpu_stats
+        except Exception as e:  # noqa: BLE001 - a compiler or driver that cannot do the work: the CPU does it
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            why = f"the GPU kernels cannot run ({first_line})"
+    if choice == "gpu":
+        raise ReferenceError(f'[drift] backend is "gpu" but {why}')
+    return "cpu", cpu_stats
+
+
 def measurers_for(config: dict[str, Any], reference_path: str | None = None,
                   on_batch: Callable[[BatchPoint], None] | None = None, data_dir: Any = None) -> list[Any]:
     """The pipeline's measurers: drift against the reference named here, else the station's own (set by a
     recalibration in ``data_dir``), else the config's; with none, statistics only.
 
-    Raises :class:`engine.reference.ReferenceError` when a named reference cannot be used.
+    Raises :class:`engine.reference.ReferenceError` when a named reference, or the statistics backend
+    ``[drift] backend`` names, cannot be used.
     """
     d = config["drift"]
+    backend, stats_fn = stats_backend(d.get("backend", "auto"))
     path = reference_path or station_reference(data_dir) or d["reference"]
     if not path:
-        return [StatsMeasurer()]
+        return [StatsMeasurer(stats_fn, backend)]
     if path == "builtin":
         import resources
 
         path = str(resources.path(BUILTIN_REFERENCE))
     ref = Reference.load(path)
     return [DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"], arl0_batches=d["arl0_batches"],
-                         window=d["window_frames"], batch=d["batch_frames"], on_batch=on_batch)]
+                         window=d["window_frames"], batch=d["batch_frames"], on_batch=on_batch, stats_fn=stats_fn,
+                         backend=backend)]

@@ -95,6 +95,7 @@ class Reference:
     embedding: EmbeddingModel | None = None
     id: str = ""
     grids: np.ndarray | None = None  # (N, 8, 8): every frame's grid, in order (for the uniformity drift)
+    cell_medians: np.ndarray | None = None  # (N, 8, 8): every frame's cell medians, in order (static-pattern drift)
 
     @property
     def frames(self) -> int:
@@ -108,6 +109,7 @@ class Reference:
         hist = np.zeros((4, 256), np.int64)
         grid = np.zeros((8, 8), np.float64)
         grids: list[np.ndarray] = []
+        medians: list[np.ndarray] = []
         cols: dict[str, list[float]] = {k: [] for k in SCALARS}
         embeds: list[np.ndarray] = []
         n = 0
@@ -115,6 +117,8 @@ class Reference:
             hist += st.hist
             grid += st.grid
             grids.append(st.grid.astype(np.float32))
+            if st.cell_median is not None:
+                medians.append(st.cell_median.astype(np.float32))
             for k in SCALARS:
                 cols[k].append(st.scalars[k])
             if emb is not None:
@@ -129,7 +133,7 @@ class Reference:
         model = EmbeddingModel.fit(np.stack(embeds)) if len(embeds) >= 10 else None
         meta["embedding_dim"] = int(embeds[0].size) if embeds else 0
         ref = cls(hist, {k: np.asarray(v, np.float64) for k, v in cols.items()}, grid / n, meta, model,
-                  grids=np.stack(grids))
+                  grids=np.stack(grids), cell_medians=np.stack(medians) if len(medians) == n else None)
         ref.id = ref.content_hash()
         return ref
 
@@ -139,6 +143,8 @@ class Reference:
         arrays: dict[str, np.ndarray] = {"hist": self.hist, "grid": self.grid}
         if self.grids is not None:
             arrays["grids"] = self.grids
+        if self.cell_medians is not None:
+            arrays["cell_medians"] = self.cell_medians
         for k, v in self.scalars.items():
             arrays[f"scalar.{k}"] = v
         if self.embedding is not None:
@@ -195,7 +201,8 @@ class Reference:
                 emb = EmbeddingModel(arrays["emb.mean"], arrays["emb.components"], arrays["emb.variances"],
                                      arrays["emb.projected"], t2, spe, bw)
             stored_id = meta.pop("id", "")
-            ref = cls(arrays["hist"], scalars, arrays["grid"], meta, emb, grids=arrays.get("grids"))
+            ref = cls(arrays["hist"], scalars, arrays["grid"], meta, emb, grids=arrays.get("grids"),
+                      cell_medians=arrays.get("cell_medians"))
         except (KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ReferenceError(f"{path} is not a complete reference file (missing {e})") from None
         ref.id = ref.content_hash()

@@ -21,10 +21,18 @@ Definitions (BGR uint8 frame of H x W pixels, N = H * W; every backend follows t
   less what white noise of the estimated level puts into each band (the filters' squared gains).
 - ``grid``: mean ``Y`` over an 8 x 8 partition (row bounds ``floor(i H / 8)``, column bounds likewise);
   ``uniformity = min(grid) / max(grid)``; ``vignetting = 1 - mean(four corner cells) / mean(four centre cells)``.
+- ``cell_median``: per cell of the same partition, the median of ``Y`` read from the cell's 256-bin histogram,
+  each level spread evenly over ``[v - 0.5, v + 0.5)``: with ``n`` the cell's pixels, ``c(v)`` those with
+  ``Y < v`` and ``k(v)`` those with ``Y = v``, the level ``m`` with ``c(m) < n / 2 <= c(m) + k(m)`` gives
+  ``m - 0.5 + (n / 2 - c(m)) / k(m)``. Unlike the mean, a part that covers less than half the cell moves it by
+  less than a grey level, so it follows the light on what stays in place (fixtures, rails, the belt).
 
 The CPU backend gets the moments from the histograms (exact) and the rest from a few OpenCV passes;
 :func:`plain_stats` computes the same definitions the straightforward NumPy way and is the baseline the
-benchmark compares against.
+benchmark compares against. The GPU backend (:mod:`engine.gpu_stats`, CUDA kernels in ``engine/kernels/stats.cu``)
+gets the histograms, the grid and the noise from exact integer sums, so they are the CPU backend's to the bit; its
+blurs use OpenCV's taps (9 and 17 for sigma 1 and 2 on float images) summed in another order, so its focus figure
+agrees to a few parts in a million (1e-4 is the tested tolerance).
 """
 
 from __future__ import annotations
@@ -52,10 +60,13 @@ class FrameStats:
     hist: np.ndarray  # int64, shape (4, 256): luma, b, g, r
     grid: np.ndarray  # float64, shape (GRID, GRID)
     extra: dict[str, Any] = field(default_factory=dict)
+    cell_median: np.ndarray | None = None  # float64, shape (GRID, GRID)
 
     def to_record(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: round(float(v), 5) for k, v in self.scalars.items()}
         out["grid"] = [round(float(v), 2) for v in self.grid.ravel()]
+        if self.cell_median is not None:
+            out["cell_median"] = [round(float(v), 3) for v in self.cell_median.ravel()]
         return out
 
 
@@ -90,6 +101,19 @@ def cct_from_rgb(r: float, g: float, b: float) -> float:
 
 def grid_bounds(size: int, cells: int = GRID) -> np.ndarray:
     return (np.arange(cells + 1) * size) // cells
+
+
+def medians_from_cell_hists(cell_hist: np.ndarray) -> np.ndarray:
+    """The ``cell_median`` grid from per-cell luma histograms, shape (GRID, GRID, 256) (see the definition)."""
+    h = np.asarray(cell_hist, np.float64).reshape(-1, 256)
+    n = h.sum(axis=1)
+    below = np.cumsum(h, axis=1) - h  # c(v)
+    half = (n / 2)[:, None]
+    m = np.argmax((below < half) & (below + h >= half), axis=1)
+    rows = np.arange(len(h))
+    k = np.maximum(h[rows, m], 1.0)
+    med = m - 0.5 + (n / 2 - below[rows, m]) / k
+    return np.where(n > 0, med, np.nan).reshape(GRID, GRID)
 
 
 FINE_NOISE_GAIN = 0.7613  # sum of (delta - G_1)^2 over the kernel: white noise variance passed into F
@@ -198,6 +222,15 @@ def _focus(yf: np.ndarray, noise: float) -> float:
     return focus_from_energies(ef, ec, noise)
 
 
+def _cell_hists(y: np.ndarray) -> np.ndarray:
+    rb, cb = grid_bounds(y.shape[0]), grid_bounds(y.shape[1])
+    out = np.empty((GRID, GRID, 256), np.int64)
+    for i in range(GRID):
+        for j in range(GRID):
+            out[i, j] = cv2.calcHist([y[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]], [0], None, [256], [0, 256]).ravel()
+    return out
+
+
 def cpu_stats(bgr: np.ndarray) -> FrameStats:
     """The statistics of one BGR uint8 frame on the CPU (NumPy/OpenCV)."""
     y = _luma(bgr)
@@ -209,7 +242,8 @@ def cpu_stats(bgr: np.ndarray) -> FrameStats:
     yf = y.astype(np.float32)
     noise = _noise(yf)
     focus = _focus(yf, noise)
-    return FrameStats(scalars_from_parts(hist, grid, noise, focus), hist, grid)
+    return FrameStats(scalars_from_parts(hist, grid, noise, focus), hist, grid,
+                      cell_median=medians_from_cell_hists(_cell_hists(y)))
 
 
 # ------------------------------------------------------------------------------ plain baseline
@@ -225,6 +259,8 @@ def plain_stats(bgr: np.ndarray) -> FrameStats:
     h, w = y.shape
     rb, cb = grid_bounds(h), grid_bounds(w)
     grid = np.array([[y[rb[i]:rb[i + 1], cb[j]:cb[j + 1]].mean() for j in range(GRID)] for i in range(GRID)])
+    cell_hist = np.array([[np.bincount(y[rb[i]:rb[i + 1], cb[j]:cb[j + 1]].ravel(), minlength=256)
+                           for j in range(GRID)] for i in range(GRID)])
     yf = y.astype(np.float64)
     lap = cv2.filter2D(yf, cv2.CV_64F, LAPLACE_NOISE_KERNEL.astype(np.float64), borderType=cv2.BORDER_REFLECT)
     noise = math.sqrt(math.pi / 2) * np.abs(lap[1:-1, 1:-1]).sum() / (6.0 * (w - 2) * (h - 2))
@@ -238,4 +274,4 @@ def plain_stats(bgr: np.ndarray) -> FrameStats:
     for name, ch in (("b", b), ("g", g), ("r", r), ("luma", y)):
         scalars[f"mean_{name}"] = float(ch.mean())
         scalars[f"std_{name}"] = float(ch.std())
-    return FrameStats(scalars, hist, grid)
+    return FrameStats(scalars, hist, grid, cell_median=medians_from_cell_hists(cell_hist))

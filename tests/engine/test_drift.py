@@ -61,6 +61,7 @@ def test_reference_round_trip_and_content_id(tmp_path):
     again = Reference.load(path)
     assert again.id == ref.id and len(ref.id) == 64
     assert np.array_equal(again.scalars["focus"], ref.scalars["focus"])
+    assert again.cell_medians.shape == (200, 8, 8) and np.array_equal(again.cell_medians, ref.cell_medians)
     assert again.embedding is not None and again.embedding.components.shape == (16, 32)
     # Altering the content is detected; so is a file that is not a reference.
     with np.load(path) as z:
@@ -116,6 +117,9 @@ def test_a_lens_change_sets_off_the_focus_alarm_within_50_frames(small_reference
     assert mon.metrics["grid_drift"].reference > 0
     assert 240 <= first[("focus", "alarm")] < 290
     assert 240 <= first[("grid_drift", "warning")] < 300  # the illumination pattern moved with the optics
+    # The light over the rails and bare belt (static cells) changed for good: an alarm within 50 frames.
+    assert mon.metrics["uniformity_drift"].reference < 0.03
+    assert 240 <= first[("uniformity_drift", "alarm")] < 290
     assert all(seq >= 240 for (name, sev), seq in first.items())
 
 

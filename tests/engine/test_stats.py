@@ -41,7 +41,19 @@ def independent(bgr):
     out["uniformity"] = grid.min() / grid.max()
     out["vignetting"] = 1 - (grid[0, 0] + grid[0, -1] + grid[-1, 0] + grid[-1, -1]) / 4 / grid[3:5, 3:5].mean()
     out["cct_k"] = cct_from_rgb(r.mean(), g.mean(), b.mean())
+    out["cell_median"] = np.array([[grouped_median(y[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]) for j in range(8)]
+                                   for i in range(8)])
     return out, grid, np.bincount(y.ravel(), minlength=256)
+
+
+def grouped_median(cell):
+    """The median with each integer level spread over [v - 0.5, v + 0.5), from the sorted values."""
+    vals = np.sort(cell.ravel())
+    half = len(vals) / 2
+    m = vals[math.ceil(half) - 1]  # the level at which the count reaches half
+    below = np.searchsorted(vals, m, "left")
+    k = np.searchsorted(vals, m, "right") - below
+    return m - 0.5 + (half - below) / k
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +74,7 @@ def test_cpu_stats_follow_the_documented_definitions(frames):
         for k in SCALARS:
             assert got.scalars[k] == pytest.approx(want[k], rel=TOL.get(k, 1e-9), abs=1e-9), k
         assert np.allclose(got.grid, grid)
+        assert np.allclose(got.cell_median, want["cell_median"], rtol=0, atol=1e-9)
         assert np.array_equal(got.hist[0], hist)
         assert got.hist[1:].sum() == 3 * bgr.shape[0] * bgr.shape[1]
 
@@ -74,6 +87,18 @@ def test_the_baseline_gives_the_same_numbers(frames):
                 assert math.isnan(a.scalars[k])
             else:
                 assert a.scalars[k] == pytest.approx(b.scalars[k], rel=1e-6, abs=1e-9), k
+        assert np.array_equal(a.cell_median, b.cell_median)
+
+
+def test_a_part_over_less_than_half_a_cell_moves_its_median_by_less_than_a_grey_level():
+    y = np.full((80, 80), 60, np.uint8)  # the belt
+    y[:10, :] = 150  # a rail along the top of the first row of cells
+    plain = cpu_stats(cv2.cvtColor(y, cv2.COLOR_GRAY2BGR))
+    y[20:24, 10:40] = 220  # a bright part over 4 x 10 of the 10 x 10 pixels of three cells, under half
+    with_part = cpu_stats(cv2.cvtColor(y, cv2.COLOR_GRAY2BGR))
+    assert plain.cell_median[0, 0] == 150.0 and plain.cell_median[2, 1] == 60.0
+    assert np.abs(with_part.cell_median - plain.cell_median).max() < 0.5  # within the belt's grey level
+    assert with_part.grid[2, 1] > plain.grid[2, 1] + 60  # the mean moves by 64 levels
 
 
 def test_luma_is_the_definition_for_every_colour():
