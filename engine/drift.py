@@ -265,14 +265,19 @@ class DriftMonitor:
             self.on_batch(point)
         return alarms
 
+    def _batch_grids(self, grids: np.ndarray) -> np.ndarray | None:
+        """Per-frame 8 x 8 grids of the reference as means over its whole batches; ``None`` under 10 batches."""
+        nb = len(grids) // self.batch
+        if nb < 10:
+            return None
+        return grids[: nb * self.batch].astype(np.float64).reshape(nb, self.batch, 8, 8).mean(1)
+
     def _fit_grid_model(self, ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Per-cell mean and spread of the batch-mean grid (each over its own mean) across the reference batches,
         and the reference's own grid-drift values."""
-        g = ref.grids.astype(np.float64)
-        nb = len(g) // self.batch
-        if nb < 10:
+        batches = self._batch_grids(ref.grids)
+        if batches is None:
             return None
-        batches = g[: nb * self.batch].reshape(nb, self.batch, 8, 8).mean(1)
         shapes = batches / batches.mean(axis=(1, 2), keepdims=True)
         mu = shapes.mean(0)
         sd = np.maximum(shapes.std(0, ddof=1), GRID_SIGMA_FLOOR)
@@ -291,11 +296,9 @@ class DriftMonitor:
         """The static cells (whose batch-mean cell median varies by less than ``STATIC_CELL_MAX_SPREAD`` across the
         reference batches: fixtures, rails, bare belt), their reference levels, and the reference batches' own
         uniformity-drift values. ``None`` when the reference has too few batches or static cells."""
-        m = ref.cell_medians.astype(np.float64)
-        nb = len(m) // self.batch
-        if nb < 10 or not np.isfinite(m).all():
+        batches = self._batch_grids(ref.cell_medians)
+        if batches is None or not np.isfinite(batches).all():
             return None
-        batches = m[: nb * self.batch].reshape(nb, self.batch, 8, 8).mean(1)
         level = batches.mean(0)
         spread = batches.std(0, ddof=1) / np.maximum(level, 1e-9)
         static = (spread < STATIC_CELL_MAX_SPREAD) & (level >= 8.0)  # a cell in the dark says nothing of the light

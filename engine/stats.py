@@ -189,16 +189,6 @@ def _luma(bgr: np.ndarray) -> np.ndarray:
     return luma_reference(bgr)
 
 
-def _grid_from_integral(y: np.ndarray) -> np.ndarray:
-    h, w = y.shape
-    ii = cv2.integral(y, sdepth=cv2.CV_64F)
-    rb, cb = grid_bounds(h), grid_bounds(w)
-    s = ii[np.ix_(rb, cb)]
-    sums = s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]
-    area = np.outer(np.diff(rb), np.diff(cb)).astype(np.float64)
-    return sums / area
-
-
 def _noise(yf: np.ndarray) -> float:
     h, w = yf.shape
     if h < 3 or w < 3:
@@ -234,16 +224,18 @@ def _cell_hists(y: np.ndarray) -> np.ndarray:
 def cpu_stats(bgr: np.ndarray) -> FrameStats:
     """The statistics of one BGR uint8 frame on the CPU (NumPy/OpenCV)."""
     y = _luma(bgr)
+    cells = _cell_hists(y)
+    # The frame's luma histogram and the grid of means follow from the cells' histograms (exact integer sums).
     hist = np.empty((4, 256), np.int64)
-    hist[0] = cv2.calcHist([y], [0], None, [256], [0, 256]).ravel()
+    hist[0] = cells.sum(axis=(0, 1))
     for c in range(3):
         hist[1 + c] = cv2.calcHist([bgr], [c], None, [256], [0, 256]).ravel()
-    grid = _grid_from_integral(y)
+    grid = (cells @ _LEVELS) / cells.sum(axis=2).astype(np.float64)
     yf = y.astype(np.float32)
     noise = _noise(yf)
     focus = _focus(yf, noise)
     return FrameStats(scalars_from_parts(hist, grid, noise, focus), hist, grid,
-                      cell_median=medians_from_cell_hists(_cell_hists(y)))
+                      cell_median=medians_from_cell_hists(cells))
 
 
 # ------------------------------------------------------------------------------ plain baseline

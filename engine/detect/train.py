@@ -309,9 +309,9 @@ def measure_card(weights: str | Path, card_file: str | Path, progress: TextIO | 
     card["confidence_threshold"] = threshold
     _log(progress, f"confidence threshold {threshold} (validation F1 {best[0]:.3f})")
     res = evaluate(_eval_seeds(det, TEST_SEEDS, progress=progress), DEFECT_CLASSES, threshold)
-    raw = BuiltinDetector(weights, card=card_file, device="cpu", confidence=0.01, refine=False)
+    det.refinement = None
     _log(progress, "the same test seeds with the network's own boxes (no refinement)")
-    res_raw = evaluate(_eval_seeds(raw, TEST_SEEDS, progress=progress), DEFECT_CLASSES, threshold)
+    res_raw = evaluate(_eval_seeds(det, TEST_SEEDS, progress=progress), DEFECT_CLASSES, threshold)
     figures = ("precision", "recall", "f1", "ap50", "map50")
     card["quality"] = {
         "measured_on": f"nominal scenario, simulator seeds {', '.join(map(str, TEST_SEEDS))} (not trained on), "
