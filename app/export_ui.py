@@ -1,8 +1,9 @@
 """The "Export feedback bundle…" action (Ctrl+E) in the Tools menu: the dialog, with the work off the GUI thread.
 
 Counting (the preview) and writing run on Python threads of their own; their results come back to the GUI
-thread through queued Qt signals, so the window never waits on the disk. A new preview request while one is
-counting is kept and run next (only the newest). Cancel sets an event the export checks between files.
+thread through :class:`app.relay.Relay` (the workers never call into Qt), so the window never waits on the disk.
+A new preview request while one is counting is kept and run next (only the newest). Cancel sets an event the
+export checks between files.
 """
 
 from __future__ import annotations
@@ -17,15 +18,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from engine.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
 from engine.bundle.export import model_classes, stored_span
 from engine.config import station_id
+from app.relay import Relay
 from widgets.export_dialog import ExportDialog
-
-
-class _Bridge(QtCore.QObject):
-    """Signals emitted on worker threads, delivered on the GUI thread."""
-
-    preview_ready = QtCore.Signal(object, object)  # counts or None, error or None
-    progress = QtCore.Signal(int, int, str)
-    finished = QtCore.Signal(bool, str, object)  # ok, message, bundle path or None
 
 
 class ExportController(QtCore.QObject):
@@ -35,10 +29,7 @@ class ExportController(QtCore.QObject):
         self.config: dict[str, Any] = getattr(window, "config", {})
         self.data_dir = Path(window.data_dir)
         self.dialog: ExportDialog | None = None
-        self.bridge = _Bridge()
-        self.bridge.preview_ready.connect(self._preview_ready)
-        self.bridge.progress.connect(self._progress)
-        self.bridge.finished.connect(self._finished)
+        self.relay = Relay(self)  # the workers' results, delivered on the GUI thread
         self._cancel = threading.Event()
         self._preview_thread: threading.Thread | None = None
         self._pending: ExportOptions | None = None
@@ -98,11 +89,11 @@ class ExportController(QtCore.QObject):
     def _count(self, options: ExportOptions) -> None:
         try:
             counts = preview(self.data_dir, options)
-            self.bridge.preview_ready.emit(counts, None)
+            self.relay.post(self._preview_ready, counts, None)
         except BundleError as e:
-            self.bridge.preview_ready.emit(None, str(e)[0].upper() + str(e)[1:] + ".")
+            self.relay.post(self._preview_ready, None, str(e)[0].upper() + str(e)[1:] + ".")
         except Exception as e:  # a damaged database: say so in the dialog, never crash the window
-            self.bridge.preview_ready.emit(None, f"The store cannot be read: {e}")
+            self.relay.post(self._preview_ready, None, f"The store cannot be read: {e}")
 
     def _preview_ready(self, counts: dict[str, Any] | None, error: str | None) -> None:
         if self.dialog is not None:
@@ -133,19 +124,22 @@ class ExportController(QtCore.QObject):
 
     def _write(self, options: ExportOptions, out: Path, threads: int, link: bool) -> None:
         try:
-            res = export_bundle(self.data_dir, out, options, station_id(self.config), progress=self.bridge.progress.emit,
+            res = export_bundle(self.data_dir, out, options, station_id(self.config), progress=self._post_progress,
                                 cancel=self._cancel, threads=threads, link_images=link)
         except Cancelled:
-            self.bridge.finished.emit(False, "Cancelled: nothing was written.", None)
+            self.relay.post(self._finished, False, "Cancelled: nothing was written.", None)
         except BundleError as e:
-            self.bridge.finished.emit(False, str(e)[0].upper() + str(e)[1:] + ".", None)
+            self.relay.post(self._finished, False, str(e)[0].upper() + str(e)[1:] + ".", None)
         except Exception as e:
-            self.bridge.finished.emit(False, f"The export failed: {type(e).__name__}: {e}", None)
+            self.relay.post(self._finished, False, f"The export failed: {type(e).__name__}: {e}", None)
         else:
             c = res.counts
-            self.bridge.finished.emit(True, f"Saved {res.path}: {c['images']} images, "
-                                            f"{sum(c['boxes_by_class'].values())} boxes, {c['decisions']} decisions "
-                                            f"in {res.seconds:.1f} s.", res.path)
+            self.relay.post(self._finished, True, f"Saved {res.path}: {c['images']} images, "
+                                                  f"{sum(c['boxes_by_class'].values())} boxes, {c['decisions']} "
+                                                  f"decisions in {res.seconds:.1f} s.", res.path)
+
+    def _post_progress(self, done: int, total: int, stage: str) -> None:
+        self.relay.post(self._progress, done, total, stage)
 
     def _progress(self, done: int, total: int, stage: str) -> None:
         if self.dialog is not None and self.dialog.running:

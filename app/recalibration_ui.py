@@ -2,7 +2,8 @@
 
 While the wizard runs it takes the camera over: the window's line stops (a camera cannot be opened twice)
 and the wizard opens the same source on a worker thread of its own, where frames are read, measured and
-run through the model; results reach the wizard through queued Qt signals, so the window never waits.
+run through the model; results reach the wizard through :class:`app.relay.Relay` (the worker never calls
+into Qt), so the window never waits.
 On the simulated line the wizard's source starts at the slot the line had reached and is asked to show
 the checkerboard or the golden parts (``SimSource.request``); on a camera the technician puts the target
 or the golden parts in view. When the wizard closes, the line starts again (the simulated line where the
@@ -36,6 +37,7 @@ from engine.recalibration import (
     request_show,
     simulated_nominal_profile,
 )
+from app.relay import Relay
 from widgets.recalibration_wizard import RecalibrationWizard
 
 SHORTCUT = "Ctrl+Shift+K"
@@ -85,6 +87,7 @@ class RecalibrationController(QtCore.QObject):
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._ready = threading.Event()
         self.error: str | None = None
+        self._relay = Relay(self)  # the worker's signals are emitted on the GUI thread, from here
         self._thread = threading.Thread(target=self._run, name="recalibration-worker", daemon=True)
         self._thread.start()
 
@@ -146,6 +149,9 @@ class RecalibrationController(QtCore.QObject):
         """Stop the worker and release the camera."""
         self._commands.put(("quit", None))
         self._thread.join(timeout)
+        self._relay.drain()
+        if not self._thread.is_alive():
+            self._relay.stop()
 
     # ------------------------------------------------------------------ the worker thread
 
@@ -157,18 +163,19 @@ class RecalibrationController(QtCore.QObject):
             self.source.open()
         except SourceError as e:
             self.error = f"The camera cannot be opened: {e}"
-            self.failed.emit(self.error)
+            self._relay.post(self.failed.emit, self.error)
             return
         detector = self._detector
         if detector is None and self._detector_loader is not None:
             try:
                 detector = self._detector_loader()
             except Exception as e:  # noqa: BLE001 - a model that cannot load fails the golden step, it says why
-                self.failed.emit(f"The model cannot be loaded ({e}); the golden parts cannot be checked.")
+                self._relay.post(self.failed.emit,
+                                 f"The model cannot be loaded ({e}); the golden parts cannot be checked.")
 
         active, training, problems = load_references(self.config, self.data_dir)
         for p in problems:
-            self.failed.emit(p)
+            self._relay.post(self.failed.emit, p)
         first = self._read()
         w, h = (first.width, first.height) if first is not None else (0, 0)
         try:
@@ -177,7 +184,7 @@ class RecalibrationController(QtCore.QObject):
                                          self.source.describe())
         except (RecalibrationError, ValueError) as e:
             self.error = str(e)
-            self.failed.emit(self.error)
+            self._relay.post(self.failed.emit, self.error)
             return
 
     def _read(self) -> Any:
@@ -230,19 +237,19 @@ class RecalibrationController(QtCore.QObject):
                 frame = self._read()
                 if frame is None:
                     live = False
-                    self.failed.emit("The camera delivers no frames.")
+                    self._relay.post(self.failed.emit, "The camera delivers no frames.")
                     continue
                 if step is None:
                     rgb = cv2.cvtColor(frame.as_order("BGR"), cv2.COLOR_BGR2RGB)
                     if time.monotonic() - last_emit > 1 / 15:
-                        self.updated.emit("", rgb, {}, "", False, "running")
+                        self._relay.post(self.updated.emit, "", rgb, {}, "", False, "running")
                         last_emit = time.monotonic()
                 else:
                     with self._lock:
                         u = self.session.feed(step, frame)
                     if time.monotonic() - last_emit > 1 / 20 or u.ready:
-                        self.updated.emit(step, cv2.cvtColor(u.preview, cv2.COLOR_BGR2RGB), dict(u.values),
-                                          u.message, u.ready, u.status)
+                        self._relay.post(self.updated.emit, step, cv2.cvtColor(u.preview, cv2.COLOR_BGR2RGB),
+                                         dict(u.values), u.message, u.ready, u.status)
                         last_emit = time.monotonic()
                     if u.ready and step in ("geometry", "golden", "domain"):
                         self._finish(step)
@@ -267,23 +274,23 @@ class RecalibrationController(QtCore.QObject):
         with self._lock:
             st = self.session.finish(step)
             state = st.to_dict()
-        self.step_finished.emit(step, state)
+        self._relay.post(self.step_finished.emit, step, state)
 
     def _commit(self, keep: bool) -> None:
         if self.session is None:
-            self.failed.emit(self.error or "The recalibration has not started.")
+            self._relay.post(self.failed.emit, self.error or "The recalibration has not started.")
             return
         try:
             with self._lock:
                 r = self.session.commit(keep_reference=keep)
         except (RecalibrationError, OSError, RuntimeError) as e:
-            self.failed.emit(str(e))
+            self._relay.post(self.failed.emit, str(e))
             return
         self.result = r
-        self.committed.emit({"report": str(r.report_path), "profile": str(r.profile_path),
-                             "reference": str(r.reference_path) if r.reference_path else None,
-                             "reference_id": r.reference_id, "campaign": str(r.campaign_path) if r.campaign_path else None,
-                             "event_time": r.event_time})
+        self._relay.post(self.committed.emit, {
+            "report": str(r.report_path), "profile": str(r.profile_path),
+            "reference": str(r.reference_path) if r.reference_path else None, "reference_id": r.reference_id,
+            "campaign": str(r.campaign_path) if r.campaign_path else None, "event_time": r.event_time})
 
     @property
     def slot(self) -> int | None:

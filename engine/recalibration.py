@@ -913,19 +913,23 @@ def _draw_boxes(image: np.ndarray, dets: Sequence[Any], truth: Sequence[Any]) ->
     return out
 
 
+MAX_STALLED_READS = 50  # a camera that delivers nothing for this many reads in a row ends the step
+
+
 def run_step(session: Recalibration, source: Any, step: str, frames: int | None = None,
              on_update: Callable[[Update], None] | None = None, stop: Callable[[], bool] | None = None) -> StepState:
     """Show what ``step`` needs, feed it frames until it is ready (or ``frames`` were read), then judge it.
 
-    ``source`` must be open. Stalled reads are skipped; the line is returned to production at the end.
+    ``source`` must be open. Stalled reads are skipped, up to ``MAX_STALLED_READS`` in a row (then the step is
+    judged on what it has); the line is returned to production at the end.
     """
     from engine.sources.base import SourceEnded, SourceError
 
     request_show(source, SHOWS[step])
     limit = frames if frames is not None else 1000
-    n = 0
+    n = stalled = 0
     try:
-        while n < limit:
+        while n < limit and stalled < MAX_STALLED_READS:
             if stop is not None and stop():
                 break
             try:
@@ -933,8 +937,9 @@ def run_step(session: Recalibration, source: Any, step: str, frames: int | None 
             except SourceEnded:
                 break
             except SourceError:
+                stalled += 1
                 continue
-            n += 1
+            n, stalled = n + 1, 0
             u = session.feed(step, frame)
             if on_update is not None:
                 on_update(u)

@@ -36,12 +36,13 @@ def data_dir(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_threads_left_behind():
-    """Every pipeline or grabber thread a test starts must have finished when it ends."""
+    """Every pipeline, grabber, writer or worker thread a test starts must have finished when it ends."""
     before = set(threading.enumerate())
     yield
     deadline = 5.0
     for t in set(threading.enumerate()) - before:
-        if t.name.startswith(("pipeline", "grab-", "trend-writer", "feedback-writer")):
+        if t.name.startswith(("pipeline", "grab-", "trend-writer", "feedback-writer", "recalibration-worker",
+                              "bundle-preview", "bundle-export")):
             t.join(deadline)
             assert not t.is_alive(), f"thread {t.name} still running after the test"
 

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from app.commands import UserError, positive_int
+
+
+def _keeps_thread_settings(bench: Any) -> Any:
+    """The OpenCV and torch thread counts a benchmark sets are put back afterwards, so that a benchmark run
+    in-process (from the tests, or a notebook) leaves the process as it found it."""
+
+    @functools.wraps(bench)
+    def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
+        import cv2
+
+        cv_threads = cv2.getNumThreads()
+        torch = sys.modules.get("torch")
+        torch_threads = torch.get_num_threads() if torch is not None else None
+        try:
+            return bench(args, config)
+        finally:
+            cv2.setNumThreads(cv_threads)
+            if torch_threads is not None:
+                torch.set_num_threads(torch_threads)
+
+    return run
 
 
 def _frame_size(p: argparse.ArgumentParser) -> None:
@@ -55,6 +78,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bx.set_defaults(func=bench_export)
 
 
+@_keeps_thread_settings
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
@@ -90,6 +114,7 @@ def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 
+@_keeps_thread_settings
 def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import os
 
@@ -133,6 +158,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
+@_keeps_thread_settings
 def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import json
 

@@ -13,6 +13,7 @@ from engine.db import read
 from engine.detect import load_detector
 from engine.drift import DriftMonitor, measurers_for
 from engine.recalibration import (
+    MAX_STALLED_READS,
     Campaign,
     Recalibration,
     RecalibrationError,
@@ -147,6 +148,18 @@ def test_geometry_without_the_target_fails(data_dir, detector, nominal_reference
     st = s.finish("geometry")
     assert st.status == "fail" and "not found" in st.summary
     assert "geometry" in s.blocking()
+
+
+def test_a_camera_that_stops_delivering_ends_the_step_instead_of_waiting_forever(data_dir, detector,
+                                                                                   nominal_reference):
+    # The simulated camera delivers nothing for slots 330-449; each timed-out read lets 2 s (2 slots) pass.
+    src = open_source("sim://?seed=1&scenario=camera-dropout&fps=1&start=330")
+    src.open()
+    s = Recalibration(data_dir, config(), detector, nominal_reference)
+    s.set_reason("camera moved", "ann")
+    st = run_step(s, src, "geometry")
+    assert src.slot == 330 + 2 * MAX_STALLED_READS < 450  # given up while the camera was still silent
+    assert st.status == "fail" and "geometry" in s.blocking()
 
 
 def test_golden_parts_pass_on_the_nominal_lens_at_full_size(data_dir, detector):

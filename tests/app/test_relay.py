@@ -1,0 +1,51 @@
+"""Calls posted from worker threads are made on the GUI thread, in order, and one failing call stops none."""
+
+from __future__ import annotations
+
+import threading
+
+from app.gui import make_app
+from app.relay import Relay
+
+
+def test_calls_from_workers_run_on_the_gui_thread_in_order(qtbot):
+    make_app()
+    relay = Relay()
+    seen: list[tuple[int, int, str]] = []
+
+    def record(worker: int, i: int) -> None:
+        seen.append((worker, i, threading.current_thread().name))
+
+    def work(worker: int) -> None:
+        for i in range(200):
+            relay.post(record, worker, i)
+
+    threads = [threading.Thread(target=work, args=(w,), name=f"worker-{w}") for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == []  # nothing runs on the posting threads
+    qtbot.waitUntil(lambda: len(seen) == 600, timeout=5000)
+    assert {name for _, _, name in seen} == {threading.main_thread().name}
+    for w in range(3):
+        assert [i for worker, i, _ in seen if worker == w] == list(range(200))
+
+
+def test_a_failing_call_is_reported_and_the_rest_are_made(qtbot):
+    make_app()
+    relay = Relay()
+    relay.stop()  # drained by hand here
+    made: list[int] = []
+
+    def fail() -> None:
+        raise ValueError("broken slot")
+
+    relay.post(made.append, 1)
+    relay.post(fail)
+    relay.post(made.append, 2)
+    with qtbot.capture_exceptions() as raised:
+        assert relay.drain() == 3
+    assert made == [1, 2]
+    assert len(raised) == 1 and isinstance(raised[0][1], ValueError)
+    assert relay.drain() == 0
