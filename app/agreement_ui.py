@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.relay import Worker
 from widgets.agreement_dashboard import AgreementDashboard
 from widgets.calibration_exercise import CalibrationExerciseDialog, ExerciseItem
 
@@ -30,7 +31,7 @@ EXERCISE_SHORTCUT = "Ctrl+Shift+G"
 RECHECK_SHORTCUT = "Ctrl+Shift+B"
 
 
-class ReportWorker(QtCore.QThread):
+class ReportWorker(Worker):
     """One agreement report off the GUI thread: the result, or one sentence of failure."""
 
     succeeded = QtCore.Signal(object)
@@ -38,7 +39,7 @@ class ReportWorker(QtCore.QThread):
 
     def __init__(self, data_dir: Path, config: dict[str, Any], csv: Path | None = None,
                  parent: QtCore.QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("report-agreement", parent)
         self.data_dir, self.config, self.csv = data_dir, config, csv
 
     def run(self) -> None:
@@ -51,11 +52,11 @@ class ReportWorker(QtCore.QThread):
             else:
                 rep = ag.report_from_store(self.data_dir, self.config)
         except (ValueError, OSError, UnicodeDecodeError) as e:
-            self.failed.emit(str(e))
+            self.emit_later(self.failed, str(e))
         except Exception as e:  # a report must never take the station down
-            self.failed.emit(f"the agreement report failed: {type(e).__name__}: {e}")
+            self.emit_later(self.failed, f"the agreement report failed: {type(e).__name__}: {e}")
         else:
-            self.succeeded.emit(rep)
+            self.emit_later(self.succeeded, rep)
 
 
 class AgreementTools(QtCore.QObject):

@@ -15,10 +15,12 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.relay import Worker
+
 SHORTCUT = "Ctrl+Shift+R"
 
 
-class ReportWorker(QtCore.QThread):
+class ReportWorker(Worker):
     """Builds one report off the GUI thread; reports progress, the result or one sentence of failure."""
 
     progressed = QtCore.Signal(int, str)
@@ -27,7 +29,7 @@ class ReportWorker(QtCore.QThread):
 
     def __init__(self, reference: str, data_dir: Path, out: Path, config: dict[str, Any],
                  parent: QtCore.QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("report-readiness", parent)
         self.reference, self.data_dir, self.out, self.config = reference, data_dir, out, config
         self.cancel = threading.Event()
 
@@ -36,15 +38,15 @@ class ReportWorker(QtCore.QThread):
 
         try:
             result = build_report(self.reference, self.data_dir, self.out, None, self.config,
-                                  lambda f, m: self.progressed.emit(int(round(100 * f)), m), self.cancel)
+                                  lambda f, m: self.emit_later(self.progressed, int(round(100 * f)), m), self.cancel)
         except ReadinessCancelled:
-            self.failed.emit("")
+            self.emit_later(self.failed, "")
         except ReadinessError as e:
-            self.failed.emit(str(e))
+            self.emit_later(self.failed, str(e))
         except Exception as e:  # a report must never take the station down
-            self.failed.emit(f"the report failed: {type(e).__name__}: {e}")
+            self.emit_later(self.failed, f"the report failed: {type(e).__name__}: {e}")
         else:
-            self.succeeded.emit(result)
+            self.emit_later(self.succeeded, result)
 
 
 class ReadinessAction(QtCore.QObject):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +50,46 @@ class Relay(QtCore.QObject):
     def stop(self) -> None:
         """No more deliveries (what is still queued is dropped)."""
         self._timer.stop()
+
+
+class Worker(QtCore.QObject):
+    """One job on a Python thread of its own, whose signals are emitted on the GUI thread.
+
+    Subclasses implement :meth:`run` (on the worker thread) and report through :meth:`emit_later`;
+    ``finished`` is emitted on the GUI thread after everything ``run`` reported, once the thread has ended.
+    Create and start it on the GUI thread.
+    """
+
+    finished = QtCore.Signal()
+
+    def __init__(self, name: str, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self._name = name
+        self._relay = Relay(self)
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:  # pragma: no cover - every worker overrides it
+        raise NotImplementedError
+
+    def emit_later(self, signal: Any, *args: Any) -> None:
+        """Emit ``signal(*args)`` on the GUI thread (call from :meth:`run`)."""
+        self._relay.post(signal.emit, *args)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        finally:
+            self._relay.post(self._ended)
+
+    def _ended(self) -> None:
+        if self._thread is not None:
+            self._thread.join()  # run() has returned: at most a moment
+        self._relay.stop()
+        self.finished.emit()

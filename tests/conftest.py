@@ -41,7 +41,7 @@ def no_threads_left_behind():
     yield
     deadline = 5.0
     for t in set(threading.enumerate()) - before:
-        if t.name.startswith(("pipeline", "grab-", "trend-writer", "feedback-writer", "recalibration-worker",
+        if t.name.startswith(("pipeline", "grab-", "trend-writer", "feedback-writer", "recalibration-worker", "report-",
                               "bundle-preview", "bundle-export")):
             t.join(deadline)
             assert not t.is_alive(), f"thread {t.name} still running after the test"

@@ -49,3 +49,32 @@ def test_a_failing_call_is_reported_and_the_rest_are_made(qtbot):
     assert made == [1, 2]
     assert len(raised) == 1 and isinstance(raised[0][1], ValueError)
     assert relay.drain() == 0
+
+
+def test_a_worker_reports_on_the_gui_thread_and_finishes_last(qtbot):
+    from PySide6 import QtCore
+
+    from app.relay import Worker
+
+    make_app()
+
+    class Counting(Worker):
+        step = QtCore.Signal(int)
+        result = QtCore.Signal(object)
+
+        def run(self) -> None:
+            for i in range(50):
+                self.emit_later(self.step, i)
+            self.emit_later(self.result, threading.current_thread().name)
+
+    events: list[tuple[str, object, str, bool]] = []
+    w = Counting("report-test")
+    w.step.connect(lambda i: events.append(("step", i, threading.current_thread().name, w.is_running())))
+    w.result.connect(lambda name: events.append(("result", name, threading.current_thread().name, w.is_running())))
+    w.finished.connect(lambda: events.append(("finished", None, threading.current_thread().name, w.is_running())))
+    with qtbot.waitSignal(w.finished, timeout=5000):
+        w.start()
+    assert [e[1] for e in events if e[0] == "step"] == list(range(50))
+    assert events[-2][:2] == ("result", "report-test")  # run() ran on its own thread...
+    assert events[-1][0] == "finished" and events[-1][3] is False  # ...which has ended when finished comes
+    assert {e[2] for e in events} == {threading.main_thread().name}  # every signal on the GUI thread
