@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands import UserError, positive_int
+from engine.threads import POLICY as OPENMP_POLICY
 
 
 def _keeps_thread_settings(bench: Any) -> Any:
@@ -56,6 +57,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     bd.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: one per core)")
     bd.set_defaults(func=bench_detector)
+    bc = bsub.add_parser("contention", parents=[common],
+                         help="detector inference with a core free and with another busy program, per OpenMP "
+                              "wait policy (each in a fresh process)")
+    bc.add_argument("--frames", type=positive_int, default=30, help="frames timed per run (default 30)")
+    _frame_size(bc)
+    bc.set_defaults(func=bench_contention)
     bt = bsub.add_parser("stats", parents=[common],
                          help="frame statistics: each backend against the plain NumPy/OpenCV baseline")
     bt.add_argument("--frames", type=positive_int, default=40, help="frames timed per backend (default 40)")
@@ -150,11 +157,61 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
     fps = 1.0 / med
     threads = torch.get_num_threads() if det.device == "cpu" else "-"
     print(f"detector {det.name} on {det.device}, {args.width}x{args.height} frames, {args.frames} frames timed one "
-          f"at a time (letterbox, inference, decoding), torch threads: {threads}, CPU cores: {os.cpu_count()}")
+          f"at a time (letterbox, inference, decoding), torch threads: {threads}, CPU cores: {os.cpu_count()}, "
+          f"OpenMP: {OPENMP_POLICY}")
     print(f"{'median ms':>10}{'p95 ms':>9}{'median fps':>12}{'target fps':>12}{'vs target':>11}")
     print(f"{med * 1000:>10.2f}{p95 * 1000:>9.2f}{fps:>12.1f}{30.0:>12.1f}{fps / 30:>10.2f}x")
     print(f"{'keeps up with' if fps >= 30 else 'falls behind'} 30 frames/s "
           f"({boxes / args.frames:.2f} boxes per frame at confidence {det.confidence:g})")
+    return 0
+
+
+WAIT_POLICIES = (
+    ("passive (the station's default)", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("spinning (libgomp's own default)", {"GOMP_SPINCOUNT": "300000"}),
+)
+
+
+def bench_contention(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """``bench detector`` in fresh processes (the wait policy is fixed when torch loads), per OpenMP wait policy,
+    with the machine otherwise idle and with one competing process keeping a core busy."""
+    import os
+    import subprocess
+
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    cmd = [sys.executable, "-m", "app.cli", "bench", "detector", "--frames", str(args.frames),
+           "--width", str(args.width), "--height", str(args.height)]
+
+    def one(env_extra: dict[str, str]) -> tuple[float, float]:
+        p = subprocess.run(cmd, env={**base, **env_extra}, capture_output=True, text=True, timeout=1800)
+        if p.returncode != 0:
+            raise UserError(f"bench detector failed: {(p.stderr.strip().splitlines() or ['no message'])[-1]}")
+        lines = p.stdout.splitlines()
+        row = lines[lines.index(next(x for x in lines if "median ms" in x)) + 1].split()
+        return float(row[0]), float(row[2])
+
+    print(f"detector inference, {args.width}x{args.height}, {args.frames} frames per run, {os.cpu_count()} CPU "
+          f"cores; 'busy': another process keeps one core busy throughout")
+    results: dict[str, dict[str, tuple[float, float]]] = {name: {} for name, _ in WAIT_POLICIES}
+    for load in ("idle", "busy"):
+        hog = None
+        if load == "busy":
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            for name, extra in WAIT_POLICIES:
+                print(f"  {name}, {load}…", flush=True)
+                results[name][load] = one(extra)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+    print(f"{'OpenMP wait policy':<34}{'idle ms':>9}{'idle fps':>10}{'busy ms':>9}{'busy fps':>10}{'busy/idle':>11}")
+    for name, _ in WAIT_POLICIES:
+        (im, ifps), (bm, bfps) = results[name]["idle"], results[name]["busy"]
+        print(f"{name:<34}{im:>9.2f}{ifps:>10.1f}{bm:>9.2f}{bfps:>10.1f}{bm / im:>10.1f}x")
+    busy_fps = results[WAIT_POLICIES[0][0]]["busy"][1]
+    print(f"with a core taken, the station's policy {'keeps up with' if busy_fps >= 30 else 'falls behind'} "
+          f"30 frames/s ({busy_fps:.1f} frames/s)")
     return 0
 
 

@@ -89,3 +89,13 @@ def test_measure_builtin_refuses_weights_without_a_card(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path / "d"), "model", "measure-builtin", "--weights", str(w)]) == 2
     err = capsys.readouterr().err
     assert "mine.json" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_bench_contention_prints_both_wait_policies_idle_and_busy(capsys):
+    assert main(["bench", "contention", "--frames", "2", "--width", "320", "--height", "256"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("OpenMP wait policy"):].splitlines()
+    assert table[1].startswith("passive (the station's default)") and table[2].startswith("spinning")
+    for row in table[1:3]:
+        assert len(row.split(")")[-1].split()) == 5  # idle ms, idle fps, busy ms, busy fps, ratio
+    assert "with a core taken" in out  # figures are shown, never asserted
