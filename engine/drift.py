@@ -120,40 +120,29 @@ class DriftMonitor:
         self.on_batch = on_batch
         self.charts: dict[str, ControlChart] = {}
         self.metrics: dict[str, MetricState] = {}
-        for k in SCALARS:
-            x = reference.scalars[k]
-            mean = float(x.mean())
-            lo, hi = tolerance_band(k, mean, relative_tolerance, absolute_tolerance)
+
+        def add_chart(name: str, mean: float, sigma: float, min_sigma: float) -> None:
+            lo, hi = tolerance_band(name, mean, relative_tolerance, absolute_tolerance)
             # Shifts far smaller than the tolerance are real but not worth a signal: the chart's sigma is at
             # least an eighth of the tolerance's half-width (an acceptance control chart).
             floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
-            sd = max(chart_sigma(x, self.batch), floor, 1e-6 * max(1.0, abs(mean)))
-            self.charts[k] = ControlChart(mean, sd, arl0_batches)
-            self.metrics[k] = MetricState(k, mean, lo, hi, value=mean)
+            self.charts[name] = ControlChart(mean, max(sigma, floor, min_sigma), arl0_batches)
+            self.metrics[name] = MetricState(name, mean, lo, hi, value=mean)
+
+        for k in SCALARS:
+            x = reference.scalars[k]
+            mean = float(x.mean())
+            add_chart(k, mean, chart_sigma(x, self.batch), 1e-6 * max(1.0, abs(mean)))
         self._grid_model = self._fit_grid_model(reference) if reference.grids is not None else None
         if self._grid_model is not None:
             x = self._grid_model[2]
-            mean = float(x.mean())
-            lo, hi = tolerance_band("grid_drift", mean, relative_tolerance, absolute_tolerance)
-            floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
-            sd = max(float(x.std(ddof=1)), floor, 1e-6)
-            self.charts["grid_drift"] = ControlChart(mean, sd, arl0_batches)
-            self.metrics["grid_drift"] = MetricState("grid_drift", mean, lo, hi, value=mean)
+            add_chart("grid_drift", float(x.mean()), float(x.std(ddof=1)), 1e-6)
         self._static_model = self._fit_static_model(reference) if reference.cell_medians is not None else None
         if self._static_model is not None:
             x = self._static_model[2]
-            mean = float(x.mean())
-            lo, hi = tolerance_band("uniformity_drift", mean, relative_tolerance, absolute_tolerance)
-            floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
-            sd = max(chart_sigma(x, 1), floor, 1e-6)
-            self.charts["uniformity_drift"] = ControlChart(mean, sd, arl0_batches)
-            self.metrics["uniformity_drift"] = MetricState("uniformity_drift", mean, lo, hi, value=mean)
-        self._median_sum = np.zeros((8, 8))
-        self._median_count = 0
-        self._grid_sum = np.zeros((8, 8))
+            add_chart("uniformity_drift", float(x.mean()), chart_sigma(x, 1), 1e-6)
+        self._reset_batch()
         self._ref_hist = reference.hist[0]
-        self._sums = dict.fromkeys(SCALARS, 0.0)
-        self._count = 0
         self._hist_window: deque[np.ndarray] = deque(maxlen=window)
         self._scalar_window: dict[str, deque[float]] = {k: deque(maxlen=window) for k in SCALARS}
         self._novel_window: deque[bool] = deque(maxlen=window)
@@ -226,11 +215,7 @@ class DriftMonitor:
             means["grid_drift"] = self._grid_drift(self._grid_sum / self._count)
         if self._static_model is not None and self._median_count:
             means["uniformity_drift"] = self._uniformity_drift(self._median_sum / self._median_count)
-        self._median_sum = np.zeros((8, 8))
-        self._median_count = 0
-        self._grid_sum = np.zeros((8, 8))
-        self._sums = dict.fromkeys(SCALARS, 0.0)
-        self._count = 0
+        self._reset_batch()
         alarms: list[Alarm] = []
         for k, mean in means.items():
             if k not in self.charts:
@@ -264,6 +249,13 @@ class DriftMonitor:
         if self.on_batch is not None:
             self.on_batch(point)
         return alarms
+
+    def _reset_batch(self) -> None:
+        self._sums = dict.fromkeys(SCALARS, 0.0)
+        self._grid_sum = np.zeros((8, 8))
+        self._median_sum = np.zeros((8, 8))
+        self._median_count = 0
+        self._count = 0
 
     def _batch_grids(self, grids: np.ndarray) -> np.ndarray | None:
         """Per-frame 8 x 8 grids of the reference as means over its whole batches; ``None`` under 10 batches."""

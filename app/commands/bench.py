@@ -187,7 +187,7 @@ def bench_contention(args: argparse.Namespace, config: dict[str, Any]) -> int:
         if p.returncode != 0:
             raise UserError(f"bench detector failed: {(p.stderr.strip().splitlines() or ['no message'])[-1]}")
         lines = p.stdout.splitlines()
-        row = lines[lines.index(next(x for x in lines if "median ms" in x)) + 1].split()
+        row = lines[next(i for i, x in enumerate(lines) if "median ms" in x) + 1].split()
         return float(row[0]), float(row[2])
 
     print(f"detector inference, {args.width}x{args.height}, {args.frames} frames per run, {os.cpu_count()} CPU "
