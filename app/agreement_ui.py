@@ -5,11 +5,11 @@
 thread (from the store, or from a CSV the engineer picks), so the line and the window keep running; the picture
 of a disputed sample is read from the store's image folder when it is selected. The calibration exercise loads
 the gold set (``[agreement] gold_set``, or the built-in one), scores the operator's answers with
-:class:`engine.agreement.CalibrationExercise`, keeps the result under ``<data dir>/calibration/`` and shows where
+:class:`engine.datasets.agreement.CalibrationExercise`, keeps the result under ``<data dir>/calibration/`` and shows where
 and why the answers differ.
 
 Tools > Blind re-review (Ctrl+Shift+B) puts the oldest stored frame that is due for a blind re-review by the
-operator named in the review dock (``engine.recheck``: another operator's frame, or now and then their own)
+operator named in the review dock (``engine.review.recheck``: another operator's frame, or now and then their own)
 before them in the review dock, with the model's boxes as first shown and no earlier verdict nor ground truth;
 the decisions are stored as usual, with ``queue_reason`` ``recheck-inter`` or ``recheck-intra``.
 """
@@ -43,7 +43,7 @@ class ReportWorker(Worker):
         self.data_dir, self.config, self.csv = data_dir, config, csv
 
     def run(self) -> None:
-        from engine import agreement as ag
+        from engine.datasets import agreement as ag
 
         try:
             if self.csv is not None:
@@ -94,7 +94,7 @@ class AgreementTools(QtCore.QObject):
         """Freeze the next frame due for a blind re-review by the current operator in the review dock.
 
         ``quiet``: say nothing when none is due (the review queue's **N** asks this first, each time)."""
-        from engine.recheck import RecheckSettings, next_task
+        from engine.review.recheck import RecheckSettings, next_task
 
         w = self.window
         if getattr(w, "store", None) is None or getattr(w, "review", None) is None:
@@ -191,7 +191,7 @@ class AgreementTools(QtCore.QObject):
     # ------------------------------------------------------------------ the calibration exercise
 
     def open_exercise(self) -> CalibrationExerciseDialog | None:
-        from engine.agreement import load_gold_set
+        from engine.datasets.agreement import load_gold_set
 
         folder = (self.window.config.get("agreement", {}).get("gold_set") or "").strip()
         try:
@@ -216,7 +216,7 @@ class AgreementTools(QtCore.QObject):
         return dlg
 
     def _score(self, gold: Any, operator: str, answers: dict[str, str], dlg: CalibrationExerciseDialog) -> None:
-        from engine.agreement import CalibrationExercise, save_calibration
+        from engine.datasets.agreement import CalibrationExercise, save_calibration
 
         ex = CalibrationExercise(gold, operator)
         for item_id, label in answers.items():

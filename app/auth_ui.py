@@ -8,7 +8,7 @@ until the first administrator is created), locks it again after the configured i
 every action and widget that carries a ``permission`` property: disabled, with a tooltip that says which
 role it needs. Any feature can gate its own action the same way::
 
-    action.setProperty("permission", "export")   # a name from engine.auth.PERMISSIONS
+    action.setProperty("permission", "export")   # a name from engine.security.auth.PERMISSIONS
 
 An action in the Tools menu that declares no permission is open to engineers and admins only.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine import audit
-from engine.auth import AuthError, AuthStore, Policy, Session, describe_permission, required_role
-from engine.config import station_id
+from engine.security import audit
+from engine.security.auth import AuthError, AuthStore, Policy, Session, describe_permission, required_role
+from engine.core.config import station_id
 from widgets.sign_in import LockScreen, SignatureDialog
 
 PERMISSION_PROPERTY = "permission"

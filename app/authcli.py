@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from app.commands import UserError, data_dir
-from engine.auth import (
+from engine.security.auth import (
     AuthError,
     AuthStore,
     PermissionDenied,
@@ -26,7 +26,7 @@ from engine.auth import (
     required_role,
     unsecured_session,
 )
-from engine.config import station_id
+from engine.core.config import station_id
 
 PIN_ENV = "INSPECTION_STATION_PIN"
 
@@ -84,6 +84,6 @@ def require(args: argparse.Namespace, permission: str, meaning: str, config: dic
 def _settings(args: argparse.Namespace, config: dict[str, Any] | None, session: Session) -> None:
     """Settings edited in the config file since the trail last saw them go in before the signed command."""
     if config is not None:
-        from engine.audit import record_settings
+        from engine.security.audit import record_settings
 
         record_settings(data_dir(args), config, station_id(config), user=session.badge, role=session.role)

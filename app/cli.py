@@ -15,7 +15,7 @@ from typing import Sequence
 
 from app.commands import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 from engine import __version__
-from engine.config import ConfigError, load_config
+from engine.core.config import ConfigError, load_config
 
 # Modules under app/commands, each with ``register(subparsers, common_parser)``.
 COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback",

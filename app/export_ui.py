@@ -15,9 +15,9 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
-from engine.bundle.export import model_classes, stored_span
-from engine.config import station_id
+from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
+from engine.datasets.bundle.export import model_classes, stored_span
+from engine.core.config import station_id
 from app.relay import Relay
 from widgets.export_dialog import ExportDialog
 

@@ -26,9 +26,9 @@ def make_app() -> Any:
 
 def _record_settings(config: dict[str, Any], data_dir: Path) -> None:
     """Settings edited in the config file since the last start go into the audit trail before the window opens."""
-    from engine import audit
-    from engine.config import station_id
-    from engine.db import DatabaseError
+    from engine.security import audit
+    from engine.core.config import station_id
+    from engine.storage.db import DatabaseError
 
     try:
         audit.record_settings(data_dir, config, station_id(config))

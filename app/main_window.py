@@ -17,15 +17,15 @@ import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import agreement_ui, auth_ui, export_ui, readiness_ui, recalibration_ui
-from engine.drift import DriftMonitor, StatsMeasurer, measurers_for
-from engine.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
-from engine.pipeline import Pipeline, PipelineConfig
-from engine.reference import ReferenceError
-from engine.review import ReviewRouter, RouterConfig
-from engine.simulator import DEFECT_CLASSES, SCENARIOS
+from engine.monitoring.drift import DriftMonitor, StatsMeasurer, measurers_for
+from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
+from engine.runtime.pipeline import Pipeline, PipelineConfig
+from engine.monitoring.reference import ReferenceError
+from engine.review.router import ReviewRouter, RouterConfig
+from engine.simulation.line import DEFECT_CLASSES, SCENARIOS
 from engine.sources import SourceError, open_source
-from engine.stats import SCALARS
-from engine.trends import TrendStore, read_events, read_trend
+from engine.monitoring.stats import SCALARS
+from engine.monitoring.trends import TrendStore, read_events, read_trend
 from widgets.drift_panel import DriftPanel
 from widgets.live_view import LiveView
 from widgets.model_panel import ModelControls
@@ -545,7 +545,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path, conf = self._model_path, self._confidence
 
         def load():
-            from engine.detect import load_detector  # torch loads on the worker, not here
+            from engine.inference import load_detector  # torch loads on the worker, not here
 
             return load_detector(path, confidence=conf)
 

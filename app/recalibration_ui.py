@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 import cv2
 from PySide6 import QtCore, QtGui
 
-from engine.recalibration import (
+from engine.calibration.recalibration import (
     REASONS,
     SHOWS,
     TITLES,
@@ -321,7 +321,7 @@ def open_wizard(window: Any) -> RecalibrationWizard:
         path, conf = window._model_path, window._confidence
 
         def loader() -> Any:
-            from engine.detect import load_detector
+            from engine.inference import load_detector
 
             return load_detector(path, confidence=conf)
     window.stop()

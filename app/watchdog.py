@@ -13,7 +13,7 @@ import sys
 
 from PySide6 import QtCore, QtWidgets
 
-from engine import sdnotify
+from engine.ops import sdnotify
 
 
 class ServiceNotifier(QtCore.QObject):

@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import engine.threads  # noqa: E402,F401 - the station's OpenMP wait policy before any test module loads torch
+import engine.runtime.threads  # noqa: E402,F401 - the station's OpenMP wait policy before any test module loads torch
 
 
 def _cuda_available() -> bool:

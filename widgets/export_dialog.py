@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.bundle import FORMATS, KINDS, BundleError, ExportOptions
+from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions
 
 KIND_LABELS = {"fp": "False positives (a rejected detection)", "fn": "Missed defects (drawn by an operator)",
                "confirmed": "Confirmed correct", "unsure": "Flagged unsure"}

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.frame import Box
+from engine.core.frame import Box
 
 # One colour per defect class id, chosen to stay apart on grey metal and dark belt.
 CLASS_COLOURS = ("#ff4d4d", "#ffd21f", "#3ec1ff", "#b36bff", "#5cff7a", "#ff8a3d")

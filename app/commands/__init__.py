@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.config import prepare_data_dir
+from engine.core.config import prepare_data_dir
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

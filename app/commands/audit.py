@@ -27,7 +27,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.audit import verify as check
+    from engine.security.audit import verify as check
 
     v = check(data_dir(args))
     if args.json:
@@ -39,7 +39,7 @@ def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.audit import export as write
+    from engine.security.audit import export as write
 
     out: Path = args.out.expanduser()
     if out.exists():

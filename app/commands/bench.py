@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands import UserError, positive_int
-from engine.threads import POLICY as OPENMP_POLICY
+from engine.runtime.threads import POLICY as OPENMP_POLICY
 
 
 def _keeps_thread_settings(bench: Any) -> Any:
@@ -89,7 +89,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
-    from engine.simulator import SCENARIOS, LineSimulator
+    from engine.simulation.line import SCENARIOS, LineSimulator
 
     cv2.setNumThreads(max(0, args.threads))
     names = args.scenario or list(SCENARIOS)
@@ -127,9 +127,9 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import torch
 
-    from engine.detect import ModelError, load_detector
-    from engine.frame import Frame
-    from engine.simulator import LineSimulator
+    from engine.inference import ModelError, load_detector
+    from engine.core.frame import Frame
+    from engine.simulation.line import LineSimulator
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -221,9 +221,9 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import cv2
 
-    from engine.gpu_stats import gpu_status
-    from engine.simulator import LineSimulator
-    from engine.stats import SCALARS, cpu_stats, plain_stats
+    from engine.monitoring.gpu_stats import gpu_status
+    from engine.simulation.line import LineSimulator
+    from engine.monitoring.stats import SCALARS, cpu_stats, plain_stats
 
     cv2.setNumThreads(max(0, args.threads))
     sim = LineSimulator(seed=0, scenario="mixed", width=args.width, height=args.height)
@@ -232,7 +232,7 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
     backends = {"plain numpy/opencv (baseline)": plain_stats, "cpu": cpu_stats}
     gpu_ok, gpu_why = gpu_status()
     if gpu_ok:
-        from engine.gpu_stats import default_gpu_stats, gpu_stats
+        from engine.monitoring.gpu_stats import default_gpu_stats, gpu_stats
 
         default_gpu_stats().warm_up()  # compiled (or loaded from CuPy's cache) before timing
         backends["gpu (host frames)"] = gpu_stats  # upload, kernels, results back, one frame at a time
@@ -290,7 +290,7 @@ def _bench_gpu_resident(frames: list[Any], rows: list[dict[str, Any]]) -> dict[s
     import cupy as cp
     import numpy as np
 
-    from engine.gpu_stats import default_gpu_stats
+    from engine.monitoring.gpu_stats import default_gpu_stats
 
     g = default_gpu_stats()
     batch = cp.asarray(np.stack(frames))  # uploaded once, before timing
@@ -338,8 +338,8 @@ def bench_feedback(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import tempfile
 
     from app.commands import data_dir
-    from engine.feedback import Decision, FeedbackStore, FrameForReview
-    from engine.simulator import LineSimulator
+    from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+    from engine.simulation.line import LineSimulator
 
     sim = LineSimulator(seed=0, width=args.width, height=args.height)
     rows = {}
@@ -380,8 +380,8 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
 
     import cv2
 
-    from engine.db import DB_NAME, connect
-    from engine.simulator import LineSimulator
+    from engine.storage.db import DB_NAME, connect
+    from engine.simulation.line import LineSimulator
 
     sim = LineSimulator(seed=0, width=width, height=height)
     bases = []
@@ -454,7 +454,7 @@ def bench_export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import tempfile
 
     from app.commands import data_dir
-    from engine.bundle import ExportOptions, export_bundle, verify
+    from engine.datasets.bundle import ExportOptions, export_bundle, verify
 
     cfg = config.get("export", {})
     threads = int(cfg.get("threads", 2))

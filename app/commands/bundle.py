@@ -26,8 +26,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.bundle import BundleError
-    from engine.bundle import verify as check
+    from engine.datasets.bundle import BundleError
+    from engine.datasets.bundle import verify as check
 
     try:
         res = check(args.path, threads=int(config.get("export", {}).get("threads", 2)))
@@ -43,8 +43,8 @@ def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def merge(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.bundle import FORMATS, BundleError, merge_bundles
-    from engine.config import station_id
+    from engine.datasets.bundle import FORMATS, BundleError, merge_bundles
+    from engine.core.config import station_id
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in FORMATS]

@@ -44,8 +44,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.calibration import CalibrationError, Pattern, calibrate_images, compare_profiles, image_files
-    from engine.recalibration import latest_lens_profile, save_lens_profile
+    from engine.calibration.lens import CalibrationError, Pattern, calibrate_images, compare_profiles, image_files
+    from engine.calibration.recalibration import latest_lens_profile, save_lens_profile
 
     cal = config.get("calibration", {})
     if args.pattern is not None:
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Every step in order on ``--source``, overrides applied, then the commit; one JSON object or a summary."""
-    from engine.detect import ModelError, load_detector
-    from engine.recalibration import (
+    from engine.inference import ModelError, load_detector
+    from engine.calibration.recalibration import (
         STEPS,
         Recalibration,
         RecalibrationError,

@@ -1,6 +1,6 @@
 """``inspection-station doctor``: is this machine ready to run a station? One line per check.
 
-The checks themselves live in :mod:`engine.doctor`; this module prints them and starts Qt in a
+The checks themselves live in :mod:`engine.ops.doctor`; this module prints them and starts Qt in a
 child process (``doctor --qt-probe``) when the Qt check asks for it.
 """
 
@@ -53,8 +53,8 @@ def probe_command(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     if args.qt_probe:
         return qt_probe()
-    from engine import doctor
-    from engine.config import default_config_path, default_data_dir
+    from engine.ops import doctor
+    from engine.core.config import default_config_path, default_data_dir
 
     data_dir = Path(args.data_dir) if getattr(args, "data_dir", None) is not None else default_data_dir()
     config_file = Path(args.config) if getattr(args, "config", None) is not None else default_config_path()

@@ -33,8 +33,8 @@ def _confidence_of(det: Any) -> float:
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.detect import ModelError, load_detector
-    from engine.detect.evaluate import collect, evaluate, evaluate_buckets
+    from engine.inference import ModelError, load_detector
+    from engine.inference.evaluate import collect, evaluate, evaluate_buckets
     from engine.sources import SourceError, open_source
 
     try:

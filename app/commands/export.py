@@ -11,7 +11,7 @@ from app.commands import UserError, data_dir, fraction
 
 
 def _time(text: str) -> float:
-    from engine.bundle import parse_time
+    from engine.datasets.bundle import parse_time
 
     try:
         return parse_time(text)
@@ -46,7 +46,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from engine.bundle import FORMATS, KINDS, BundleError, ExportOptions
+    from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions
 
     cfg = config.get("export", {})
     try:
@@ -61,8 +61,8 @@ def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
 def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from app.authcli import require, store_for
-    from engine.bundle import BundleError, export_bundle
-    from engine.config import station_id
+    from engine.datasets.bundle import BundleError, export_bundle
+    from engine.core.config import station_id
 
     options = options_from(args, config)
     session = require(args, "export", "approved", config, action="export", obj=str(args.out))

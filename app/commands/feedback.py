@@ -25,7 +25,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def list_(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.feedback import list_decisions
+    from engine.review.feedback import list_decisions
 
     rows = list_decisions(data_dir(args), args.limit)
     if args.json:
@@ -42,8 +42,8 @@ def list_(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def import_qc(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.feedback import FeedbackError, FeedbackStore, read_qc_csv
-    from engine.simulator import DEFECT_CLASSES
+    from engine.review.feedback import FeedbackError, FeedbackStore, read_qc_csv
+    from engine.simulation.line import DEFECT_CLASSES
 
     if not args.csv.is_file():
         raise UserError(f"{args.csv} does not exist")

@@ -36,8 +36,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from dataclasses import replace
 
-    from engine.detect.train import TrainConfig
-    from engine.detect.train import train_builtin as train
+    from engine.inference.train import TrainConfig
+    from engine.inference.train import train_builtin as train
 
     out: Path = args.out.expanduser()
     if out.suffix != ".pt":
@@ -58,9 +58,9 @@ def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """The card's threshold and quality measured again on the same seeds (after a change to the decoding or
     the box refinement, which leave the weights as they are)."""
-    from engine.detect import ModelError
-    from engine.detect.builtin import builtin_paths, card_path_for
-    from engine.detect.train import measure_card
+    from engine.inference import ModelError
+    from engine.inference.builtin import builtin_paths, card_path_for
+    from engine.inference.train import measure_card
 
     weights, card = builtin_paths() if args.weights is None else (args.weights.expanduser(),
                                                                   card_path_for(args.weights.expanduser()))
@@ -80,7 +80,7 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def info(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.detect import ModelError, load_detector
+    from engine.inference import ModelError, load_detector
 
     try:
         det = load_detector(args.path, device="cpu")

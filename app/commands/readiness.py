@@ -25,7 +25,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def readiness(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.readiness import ReadinessError, build_report, parse_since
+    from engine.datasets.readiness import ReadinessError, build_report, parse_since
 
     if args.out is None and not args.json:
         raise UserError("say where the report goes with --out report.html (or ask for --json)")

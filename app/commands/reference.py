@@ -26,9 +26,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.reference import Reference, ReferenceError
+    from engine.monitoring.reference import Reference, ReferenceError
     from engine.sources import SourceEnded, SourceError, open_source
-    from engine.stats import cpu_stats
+    from engine.monitoring.stats import cpu_stats
 
     if args.out.exists():
         raise UserError(f"{args.out} already exists; choose another name or remove it")
@@ -37,7 +37,7 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
     session = require(args, "references", "authored", config, action="reference build", obj=str(args.out))
     detector = None
     if not args.no_embeddings:
-        from engine.detect import ModelError, load_detector
+        from engine.inference import ModelError, load_detector
 
         try:
             detector = load_detector(args.model)
@@ -92,7 +92,7 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.reference import Reference, ReferenceError, dumps_summary
+    from engine.monitoring.reference import Reference, ReferenceError, dumps_summary
 
     try:
         print(dumps_summary(Reference.load(args.path)), end="")

@@ -40,11 +40,11 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.detect import ModelError, load_detector
-    from engine.drift import measurers_for
-    from engine.pipeline import Pipeline, PipelineConfig
-    from engine.records import JsonlWriter
-    from engine.reference import ReferenceError
+    from engine.inference import ModelError, load_detector
+    from engine.monitoring.drift import measurers_for
+    from engine.runtime.pipeline import Pipeline, PipelineConfig
+    from engine.runtime.records import JsonlWriter
+    from engine.monitoring.reference import ReferenceError
     from engine.sources import SourceError, open_source
 
     directory = data_dir(args)
@@ -144,8 +144,8 @@ class _AutoReview:
     """The headless operator: reviews frames on the pipeline's worker; the store acknowledges on its writer."""
 
     def __init__(self, spec: str, directory: Path, detector: Any, writer: Any) -> None:
-        from engine.feedback import FeedbackError, FeedbackStore
-        from engine.review import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
+        from engine.review.feedback import FeedbackError, FeedbackStore
+        from engine.review.router import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
 
         try:
             accuracy, operator = parse_auto_review(spec)
@@ -164,7 +164,7 @@ class _AutoReview:
         self.frames = 0
 
     def frame(self, result: Any) -> None:
-        from engine.feedback import FrameForReview
+        from engine.review.feedback import FrameForReview
 
         f = result.frame
         dets = result.detections.boxes if result.detections is not None else ()
@@ -186,7 +186,7 @@ class _AutoReview:
             self.store.submit(d, on_ack=lambda a, d=d, f=f: self._ack(a, d, f))
 
     def _ack(self, ack: Any, decision: Any, frame: Any) -> None:
-        from engine.feedback import Ack
+        from engine.review.feedback import Ack
 
         if isinstance(ack, Ack):
             self.counts["acknowledged"] += 1

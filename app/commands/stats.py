@@ -20,8 +20,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
-    from engine.frame import as_frame_image
-    from engine.stats import SCALARS, cpu_stats
+    from engine.core.frame import as_frame_image
+    from engine.monitoring.stats import SCALARS, cpu_stats
 
     results: dict[str, Any] = {}
     for path in args.images:

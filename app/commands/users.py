@@ -15,7 +15,7 @@ from typing import Any
 
 from app.authcli import read_pin, require, store_for
 from app.commands import UserError
-from engine.auth import ROLES, AuthError, check_pin_format
+from engine.security.auth import ROLES, AuthError, check_pin_format
 
 NEW_PIN_ENV = "INSPECTION_STATION_NEW_PIN"
 

@@ -6,7 +6,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
-from engine.frame import Frame
+from engine.core.frame import Frame
 
 
 class SourceError(Exception):

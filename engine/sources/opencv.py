@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 # OpenCV's warnings ("can't open camera by index") are said once, as our own sentence.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-from engine.frame import Frame, as_frame_image
+from engine.core.frame import Frame, as_frame_image
 from engine.sources.base import FrameSource, SourceEnded, SourceError, SourceNotFound, SourceStalled
 
 

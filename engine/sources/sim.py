@@ -16,8 +16,8 @@ import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from engine.frame import Frame
-from engine.simulator import EPOCH0, SCENARIOS, LineSimulator
+from engine.core.frame import Frame
+from engine.simulation.line import EPOCH0, SCENARIOS, LineSimulator
 from engine.sources.base import Clock, FrameSource, SourceError, SourceNotFound, SourceStalled
 
 SHOWABLE = ("checkerboard", "golden")

@@ -13,8 +13,8 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
 from app.cli import main
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 
 
 def _write(path, rows):

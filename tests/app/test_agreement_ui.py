@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
-from engine import agreement as ag
-from engine.config import default_config
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.datasets import agreement as ag
+from engine.core.config import default_config
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 from widgets.agreement_dashboard import AgreementDashboard
 
 LABELS = ["scratch", "dent", "contamination", "none"]

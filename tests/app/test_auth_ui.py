@@ -5,10 +5,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine import audit
-from engine.auth import AuthStore
-from engine.config import default_config
-from engine.feedback import list_decisions
+from engine.security import audit
+from engine.security.auth import AuthStore
+from engine.core.config import default_config
+from engine.review.feedback import list_decisions
 
 SOURCE = "sim://?seed=2&scenario=nominal&width=320&height=256&fps=30"
 

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from engine.db import DB_NAME
-from engine.feedback import FeedbackStore
+from engine.storage.db import DB_NAME
+from engine.review.feedback import FeedbackStore
 
 RUNS = int(os.environ.get("CRASH_RUNS", "10"))
 

@@ -4,10 +4,10 @@ import pytest
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine.config import default_config
-from engine.reference import Reference
+from engine.core.config import default_config
+from engine.monitoring.reference import Reference
 from engine.sources import open_source
-from engine.stats import cpu_stats
+from engine.monitoring.stats import cpu_stats
 
 
 @pytest.fixture(scope="module")

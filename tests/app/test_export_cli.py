@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

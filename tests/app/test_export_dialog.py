@@ -10,10 +10,10 @@ from PySide6 import QtCore, QtWidgets
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine.bundle import ExportOptions, preview, verify
-from engine.config import default_config
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.datasets.bundle import ExportOptions, preview, verify
+from engine.core.config import default_config
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 from widgets.export_dialog import ROWS, ExportDialog
 
 T0 = 1_767_225_600.0

@@ -3,8 +3,8 @@ import json
 import numpy as np
 
 from app.cli import main
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 
 
 def test_import_qc_records_good_rows_and_names_the_bad_lines(tmp_path, capsys):

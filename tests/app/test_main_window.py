@@ -3,8 +3,8 @@ from PySide6 import QtCore, QtWidgets
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine.config import default_config
-from engine.pipeline import State
+from engine.core.config import default_config
+from engine.runtime.pipeline import State
 
 SOURCE = "sim://?seed=1&scenario=nominal&width=320&height=256&fps=60"
 

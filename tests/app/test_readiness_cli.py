@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtWidgets
 
 from app.cli import main
-from engine.config import default_config
+from engine.core.config import default_config
 
 SIZE = "width=320&height=256"
 

@@ -13,13 +13,13 @@ from PySide6 import QtCore
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine.config import default_config
-from engine.db import read
-from engine.detect import load_detector
-from engine.reference import Reference
-from engine.simulator import LENS_CHANGE_AT
+from engine.core.config import default_config
+from engine.storage.db import read
+from engine.inference import load_detector
+from engine.monitoring.reference import Reference
+from engine.simulation.line import LENS_CHANGE_AT
 from engine.sources import open_source
-from engine.stats import cpu_stats
+from engine.monitoring.stats import cpu_stats
 
 W, H = 640, 512
 SHOTS = os.environ.get("INSPECTION_STATION_SHOTS", "")

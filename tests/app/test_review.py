@@ -7,8 +7,8 @@ from PySide6 import QtCore
 
 from app.gui import make_app
 from app.main_window import MainWindow
-from engine.config import default_config
-from engine.feedback import list_decisions
+from engine.core.config import default_config
+from engine.review.feedback import list_decisions
 
 SOURCE = "sim://?seed=2&scenario=nominal&width=640&height=512&fps=30"
 

@@ -10,8 +10,8 @@ from app.authcli import PIN_ENV, require
 from app.cli import main
 from app.commands import UserError
 from app.commands.users import NEW_PIN_ENV
-from engine import audit
-from engine.db import DB_NAME
+from engine.security import audit
+from engine.storage.db import DB_NAME
 
 SRC = "sim://?seed=100&width=160&height=128"
 

@@ -12,7 +12,7 @@ from PySide6 import QtCore
 from app.gui import make_app
 from app.main_window import MainWindow
 from app.watchdog import ServiceNotifier, attach_service_notifier
-from engine.config import default_config
+from engine.core.config import default_config
 
 SOURCE = "sim://?seed=1&scenario=nominal&width=160&height=128&fps=30"
 

@@ -13,12 +13,12 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
-from engine import agreement as ag
-from engine import recheck
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
-from engine.review import OracleReviewer
-from engine.simulator import DEFECT_CLASSES, LineSimulator
+from engine.datasets import agreement as ag
+from engine.review.router import recheck
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
+from engine.review.router import OracleReviewer
+from engine.simulation.line import DEFECT_CLASSES, LineSimulator
 
 LABELS = ["scratch", "dent", "contamination", "none"]
 

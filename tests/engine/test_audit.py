@@ -10,11 +10,11 @@ import warnings
 import numpy as np
 import pytest
 
-from engine import audit
-from engine.auth import AuthError, AuthStore, Policy
-from engine.db import DB_NAME, MIGRATIONS, connect
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
+from engine.security import audit
+from engine.security.auth import AuthError, AuthStore, Policy
+from engine.storage.db import DB_NAME, MIGRATIONS, connect
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
 
 
 def frame(seq=1):
@@ -253,8 +253,8 @@ def test_model_weights_that_do_not_match_their_card_are_not_loaded(tmp_path):
     import torch
     from torch import nn
 
-    from engine.detect import ModelError, load_detector
-    from engine.detect.builtin import BuiltinDetector, builtin_paths, sha256_of
+    from engine.inference import ModelError, load_detector
+    from engine.inference.builtin import BuiltinDetector, builtin_paths, sha256_of
 
     weights, card = builtin_paths()
     w, c = tmp_path / "det.pt", tmp_path / "det.json"
@@ -285,7 +285,7 @@ def test_model_weights_that_do_not_match_their_card_are_not_loaded(tmp_path):
 
 
 def test_settings_edited_in_the_config_file_reach_the_trail(data_dir):
-    from engine.config import default_config
+    from engine.core.config import default_config
 
     cfg = default_config()
     assert len(audit.record_settings(data_dir, cfg, "st")) > 10  # first sight: everything in force

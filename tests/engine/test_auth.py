@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from engine import audit
-from engine.auth import (
+from engine.security import audit
+from engine.security.auth import (
     PERMISSIONS,
     ROLES,
     AuthError,
@@ -19,8 +19,8 @@ from engine.auth import (
     required_role,
     unsecured_session,
 )
-from engine.config import default_config
-from engine.db import DB_NAME
+from engine.core.config import default_config
+from engine.storage.db import DB_NAME
 
 
 class Clock:

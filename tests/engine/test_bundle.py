@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from engine.bundle import (
+from engine.datasets.bundle import (
     BundleError,
     Cancelled,
     ExportOptions,
@@ -27,11 +27,11 @@ from engine.bundle import (
     preview,
     verify,
 )
-from engine.db import read
-from engine.drift import BatchPoint
-from engine.feedback import Decision, FeedbackStore, FrameForReview
-from engine.frame import Box
-from engine.trends import TrendStore
+from engine.storage.db import read
+from engine.monitoring.drift import BatchPoint
+from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.core.frame import Box
+from engine.monitoring.trends import TrendStore
 
 SMALL_SIM = "sim://?seed=1&scenario=nominal&width=320&height=256"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -339,7 +339,7 @@ def test_a_cancelled_export_leaves_nothing_behind(hand_store, tmp_path):
 KILLED = """
 import os, signal, sys
 from pathlib import Path
-from engine.bundle import ExportOptions, export_bundle
+from engine.datasets.bundle import ExportOptions, export_bundle
 def progress(done, total, stage):
     if stage == "labels":
         os.kill(os.getpid(), signal.SIGKILL)

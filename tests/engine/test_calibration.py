@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from engine.calibration import (
+from engine.calibration.lens import (
     CalibrationError,
     Coverage,
     LensProfile,
@@ -187,7 +187,7 @@ def test_pattern_parsing_refuses_nonsense():
 
 @pytest.mark.skipif(not hasattr(cv2, "aruco"), reason="OpenCV without ArUco")
 def test_charuco_board_is_found_and_solves():
-    from engine.calibration import charuco_image
+    from engine.calibration.lens import charuco_image
 
     p = Pattern(9, 6, 8.0, "charuco")
     board = charuco_image(p, px_per_square=40)  # 10 x 7 squares of 40 px for 80 x 56 mm

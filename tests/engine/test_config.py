@@ -1,6 +1,6 @@
 import pytest
 
-from engine.config import ConfigError, default_config, load_config, prepare_data_dir
+from engine.core.config import ConfigError, default_config, load_config, prepare_data_dir
 
 
 def test_defaults_load_and_a_file_overrides_them(tmp_path):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.detect import load_detector
-from engine.detect.builtin import BuiltinDetector, builtin_paths, sha256_of
-from engine.detect.model import EMBED_DIM, TinyCenterNet
-from engine.detect.train import TrainConfig, train
-from engine.frame import Frame
-from engine.interfaces import Detector
-from engine.simulator import DEFECT_CLASSES, SIMULATOR_VERSION, LineSimulator
+from engine.inference import load_detector
+from engine.inference.builtin import BuiltinDetector, builtin_paths, sha256_of
+from engine.inference.model import EMBED_DIM, TinyCenterNet
+from engine.inference.train import TrainConfig, train
+from engine.core.frame import Frame
+from engine.core.protocols import Detector
+from engine.simulation.line import DEFECT_CLASSES, SIMULATOR_VERSION, LineSimulator
 
 
 def test_weights_are_a_plain_state_dict_matching_the_card():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.detect.evaluate import FrameMatch, average_precision, evaluate, evaluate_buckets, match_frame
-from engine.frame import Box
+from engine.inference.evaluate import FrameMatch, average_precision, evaluate, evaluate_buckets, match_frame
+from engine.core.frame import Box
 
 CLASSES = ("scratch", "dent", "contamination")
 

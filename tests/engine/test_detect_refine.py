@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.detect import train as train_mod
-from engine.detect.builtin import BuiltinDetector, builtin_paths, sha256_of
-from engine.detect.refine import LineRefinement, line_response, refine_boxes, refine_line_box
-from engine.frame import Box, Frame
-from engine.simulator import LineSimulator
+from engine.inference import train as train_mod
+from engine.inference.builtin import BuiltinDetector, builtin_paths, sha256_of
+from engine.inference.refine import LineRefinement, line_response, refine_boxes, refine_line_box
+from engine.core.frame import Box, Frame
+from engine.simulation.line import LineSimulator
 
 
 def _streaked(h: int = 160, w: int = 200, seed: int = 0) -> np.ndarray:

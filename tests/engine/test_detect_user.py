@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.detect import ModelError, load_detector
-from engine.detect.common import box_iou, letterbox, nms
-from engine.frame import Frame
+from engine.inference import ModelError, load_detector
+from engine.inference.common import box_iou, letterbox, nms
+from engine.core.frame import Frame
 
 # Building TorchScript test models calls torch.jit, which torch itself marks deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -74,7 +74,7 @@ def boxes_of(det):
 def test_torchscript_yolo_raw_layout_nms_and_letterbox(tmp_path, caplog):
     cfg = json.dumps({"names": {"0": "scratch", "1": "dent"}, "imgsz": [64, 64], "batch": 1, "task": "detect"})
     path = save_ts(YoloRaw(), tmp_path / "yolo.torchscript", cfg)
-    with caplog.at_level(logging.WARNING, logger="engine.detect"):
+    with caplog.at_level(logging.WARNING, logger="engine.inference"):
         det = load_detector(path, device="cpu", confidence=0.25)
     assert "TorchScript is code" in caplog.text
     assert det.classes == ("scratch", "dent") and det.input_size == (64, 64) and det.device == "cpu"

@@ -9,8 +9,8 @@ import stat
 import sys
 from pathlib import Path
 
-from engine import doctor
-from engine.doctor import FAIL, OK, WARN
+from engine.ops import doctor
+from engine.ops.doctor import FAIL, OK, WARN
 
 PROBE = [sys.executable, "-c", "import sys; from app.commands.doctor import qt_probe; sys.exit(qt_probe())"]
 

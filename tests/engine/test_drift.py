@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from engine.charts import ControlChart, cusum_arl, cusum_limit, ewma_arl, ewma_limit, js, kl, ks, mmd_rbf, psi
-from engine.config import default_config
-from engine.drift import DriftMonitor
-from engine.reference import EmbeddingModel, Reference, ReferenceError
+from engine.monitoring.charts import ControlChart, cusum_arl, cusum_limit, ewma_arl, ewma_limit, js, kl, ks, mmd_rbf, psi
+from engine.core.config import default_config
+from engine.monitoring.drift import DriftMonitor
+from engine.monitoring.reference import EmbeddingModel, Reference, ReferenceError
 from engine.sources import open_source
-from engine.stats import cpu_stats
+from engine.monitoring.stats import cpu_stats
 
 
 def test_ewma_arl_matches_the_published_tables():

@@ -5,10 +5,10 @@ import stat
 import numpy as np
 import pytest
 
-from engine.db import DB_NAME
-from engine.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview, list_decisions
-from engine.frame import Box
-from engine.review import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
+from engine.storage.db import DB_NAME
+from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview, list_decisions
+from engine.core.frame import Box
+from engine.review.router import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
 
 
 def frame(seq=1, value=None, dets=2):

@@ -1,4 +1,4 @@
-"""The GPU statistics backend (engine/gpu_stats.py, engine/kernels/stats.cu) against the CPU backend.
+"""The GPU statistics backend (engine/monitoring/gpu_stats.py, engine/monitoring/kernels/stats.cu) against the CPU backend.
 
 Tolerances: the histograms, the grid, the cell histograms and the noise come from integer sums, so they are
 exactly the CPU backend's, and so is every figure computed from them (the cell medians included); the focus
@@ -34,12 +34,12 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import gpu_stats as gs
-from engine.config import ConfigError, default_config, load_config
-from engine.drift import StatsMeasurer, measurers_for, stats_backend
-from engine.reference import ReferenceError
-from engine.simulator import LineSimulator
-from engine.stats import GRID, SCALARS, FrameStats, cpu_stats, grid_bounds
+from engine.monitoring import gpu_stats as gs
+from engine.core.config import ConfigError, default_config, load_config
+from engine.monitoring.drift import StatsMeasurer, measurers_for, stats_backend
+from engine.monitoring.reference import ReferenceError
+from engine.simulation.line import LineSimulator
+from engine.monitoring.stats import GRID, SCALARS, FrameStats, cpu_stats, grid_bounds
 
 FOCUS_REL = 1e-4
 ROOT = Path(__file__).resolve().parents[2]
@@ -532,7 +532,7 @@ def test_a_torch_cuda_tensor_goes_in_through_dlpack_without_a_copy(gpu):
 
 @pytest.mark.gpu
 def test_the_measurers_use_the_gpu_when_asked(gpu):
-    from engine.frame import Frame
+    from engine.core.frame import Frame
 
     config = default_config()
     config["drift"]["reference"] = ""

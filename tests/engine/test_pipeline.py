@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from engine.frame import Frame
-from engine.interfaces import BasicStats, Measurement
-from engine.pipeline import Pipeline, PipelineConfig, State
-from engine.records import JsonlWriter
-from engine.simulator import MIXED_EVENTS
+from engine.core.frame import Frame
+from engine.core.protocols import BasicStats, Measurement
+from engine.runtime.pipeline import Pipeline, PipelineConfig, State
+from engine.runtime.records import JsonlWriter
+from engine.simulation.line import MIXED_EVENTS
 from engine.sources import FrameSource, SourceStalled, open_source
 
 SMALL = "width=160&height=128"

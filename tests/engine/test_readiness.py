@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from engine.charts import psi
-from engine.config import default_config
-from engine.db import read
-from engine.feedback import FeedbackStore, FrameForReview
-from engine.frame import Box
-from engine.readiness import (
+from engine.monitoring.charts import psi
+from engine.core.config import default_config
+from engine.storage.db import read
+from engine.review.feedback import FeedbackStore, FrameForReview
+from engine.core.frame import Box
+from engine.datasets.readiness import (
     ReadinessCancelled,
     ReadinessError,
     _psi_bins,
@@ -31,7 +31,7 @@ from engine.readiness import (
     render_html,
     statistic_shift,
 )
-from engine.review import OracleReviewer
+from engine.review.router import OracleReviewer
 
 SIZE = "width=320&height=256"
 SHIFT = "Production differs from the training data"

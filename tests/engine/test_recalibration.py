@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import default_config
-from engine.db import read
-from engine.detect import load_detector
-from engine.drift import DriftMonitor, measurers_for
-from engine.recalibration import (
+from engine.core.config import default_config
+from engine.storage.db import read
+from engine.inference import load_detector
+from engine.monitoring.drift import DriftMonitor, measurers_for
+from engine.calibration.recalibration import (
     MAX_STALLED_READS,
     Campaign,
     Recalibration,
@@ -22,11 +22,11 @@ from engine.recalibration import (
     run_step,
     simulated_nominal_profile,
 )
-from engine.reference import Reference
-from engine.review import ReviewRouter, RouterConfig
-from engine.simulator import LENS_CHANGE_AT, REPLACEMENT_LENS, Camera
+from engine.monitoring.reference import Reference
+from engine.review.router import ReviewRouter, RouterConfig
+from engine.simulation.line import LENS_CHANGE_AT, REPLACEMENT_LENS, Camera
 from engine.sources import open_source
-from engine.stats import cpu_stats
+from engine.monitoring.stats import cpu_stats
 
 W, H = 640, 512
 AFTER = f"sim://?seed=1&scenario=lens-change&width={W}&height={H}&start={LENS_CHANGE_AT}"

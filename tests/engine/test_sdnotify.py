@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from engine import sdnotify
+from engine.ops import sdnotify
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.simulator import (
+from engine.simulation.line import (
     DEFECT_CLASSES,
     DROPOUT_FROZEN,
     DROPOUT_NONE,

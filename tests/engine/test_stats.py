@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.simulator import LineSimulator
-from engine.stats import SCALARS, cct_from_rgb, cpu_stats, plain_stats
+from engine.simulation.line import LineSimulator
+from engine.monitoring.stats import SCALARS, cct_from_rgb, cpu_stats, plain_stats
 
 
 def independent(bgr):
@@ -102,7 +102,7 @@ def test_a_part_over_less_than_half_a_cell_moves_its_median_by_less_than_a_grey_
 
 
 def test_luma_is_the_definition_for_every_colour():
-    from engine.stats import _luma, luma_reference
+    from engine.monitoring.stats import _luma, luma_reference
 
     levels = np.arange(256, dtype=np.int64)
     every = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from engine.threads import DEFAULT_WAIT_POLICY, apply
+from engine.runtime.threads import DEFAULT_WAIT_POLICY, apply
 
 
 def test_passive_waiting_is_set_unless_the_environment_chose():
@@ -19,12 +19,12 @@ def test_passive_waiting_is_set_unless_the_environment_chose():
 
 def test_the_station_sets_it_before_torch_is_loaded():
     """In a fresh process, as the CLI starts: the policy is in the environment by the time torch loads."""
-    code = ("import os, sys; import app.cli; import engine.detect; "
+    code = ("import os, sys; import app.cli; import engine.inference; "
             "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "PASSIVE"]
-    code = "import engine.threads as t; print(t.POLICY)"
+    code = "import engine.runtime.threads as t; print(t.POLICY)"
     late = subprocess.run([sys.executable, "-c", "import torch; " + code], env=env, capture_output=True, text=True,
                           check=True).stdout
     assert "torch was loaded before the engine" in late

@@ -2,10 +2,10 @@ import sqlite3
 
 import pytest
 
-from engine.db import DB_NAME, MIGRATIONS, DatabaseError, connect, schema_version
-from engine.drift import BatchPoint
-from engine.interfaces import Alarm
-from engine.trends import TrendStore, read_events, read_trend
+from engine.storage.db import DB_NAME, MIGRATIONS, DatabaseError, connect, schema_version
+from engine.monitoring.drift import BatchPoint
+from engine.core.protocols import Alarm
+from engine.monitoring.trends import TrendStore, read_events, read_trend
 
 
 def test_database_settings_and_migrations(tmp_path):

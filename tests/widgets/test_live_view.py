@@ -1,7 +1,7 @@
 import numpy as np
 from PySide6 import QtCore
 
-from engine.frame import Box
+from engine.core.frame import Box
 from widgets.live_view import LiveView
 from widgets.source_panel import EventLog, SourceChooser, ValuesTable
 

@@ -1,0 +1,1 @@
+"""Lens solving and the lens-change recalibration procedure."""

@@ -1,0 +1,1 @@
+"""Data out of the station: feedback bundles, annotator agreement, data readiness."""

@@ -1,0 +1,16 @@
+"""Feedback bundles for retraining: export the station's reviewed frames with their corrected truth, verify a
+bundle against its checksums, merge bundles from several stations.
+
+The rules for the corrected truth and the kinds of frames are in :mod:`engine.datasets.bundle.selection`; the files
+of a bundle in :mod:`engine.datasets.bundle.export`; how a bundle is written atomically in :mod:`engine.datasets.bundle.sink`.
+"""
+
+from engine.datasets.bundle.check import BundleReader, VerifyResult, verify
+from engine.datasets.bundle.export import ExportResult, export_bundle, preview
+from engine.datasets.bundle.merge import merge_bundles
+from engine.datasets.bundle.selection import FORMATS, KINDS, BundleError, ExportOptions, agreement_summary, iso, parse_time
+from engine.datasets.bundle.sink import Cancelled
+
+__all__ = ["FORMATS", "KINDS", "BundleError", "BundleReader", "Cancelled", "ExportOptions", "ExportResult",
+           "VerifyResult", "agreement_summary", "export_bundle", "iso", "merge_bundles", "parse_time", "preview",
+           "verify"]

@@ -1,0 +1,163 @@
+"""The built-in detector: shipped weights (a state dict, loaded with ``weights_only=True``) and card."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+import resources
+from engine.inference.common import ModelError, letterbox, to_tensor
+from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.inference.refine import LineRefinement, refine_boxes
+from engine.core.files import sha256_file
+from engine.core.frame import Box, Frame
+from engine.core.protocols import Detections
+
+WEIGHTS_NAME = "builtin_detector.pt"
+CARD_NAME = "builtin_detector.json"
+MAX_DETECTIONS = 100
+
+
+sha256_of = sha256_file  # the name the detectors, the trainer and their callers use
+
+
+def verify_against_card(path: Path, card: dict[str, Any], what: str = "model file") -> str:
+    """The file's SHA-256, checked against the card's ``sha256`` (when the card has one) before anything
+    loads it: a file that is not the one its card describes is refused."""
+    try:
+        actual = sha256_of(path)
+    except FileNotFoundError:
+        raise ModelError(f"{what} {path} are missing" if what.endswith("weights") else
+                         f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise ModelError(f"{what} {path} cannot be read: {e.strerror}") from None
+    expected = card.get("sha256")
+    if expected and str(expected).lower() != actual:
+        raise ModelError(f"the SHA-256 of {what} {Path(path).name} ({actual[:12]}…) does not match its model card "
+                         f"({str(expected)[:12]}…), so it is not loaded")
+    return actual
+
+
+def card_path_for(weights: str | Path) -> Path:
+    """The card next to a weights file: ``NAME.json`` beside ``NAME.pt``."""
+    return Path(weights).with_suffix(".json")
+
+
+def builtin_paths() -> tuple[Path, Path]:
+    return resources.path(WEIGHTS_NAME), resources.path(CARD_NAME)
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        card = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model card {p} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"model card {p} cannot be read: {e}") from None
+    if not isinstance(card, dict) or "classes" not in card:
+        raise ModelError(f"model card {p} has no list of classes")
+    return card
+
+
+def decode(heat_logits: torch.Tensor, box_out: torch.Tensor, confidence: float,
+           max_det: int = MAX_DETECTIONS) -> list[torch.Tensor]:
+    """Heat-map peaks to boxes in input pixels: one K x 6 tensor (x0 y0 x1 y1 score class) per image."""
+    heat = torch.sigmoid(heat_logits)
+    peaks = heat == F.max_pool2d(heat, 3, 1, 1)
+    heat = heat * peaks
+    n, c, h, w = heat.shape
+    scores, idx = heat.reshape(n, -1).topk(min(max_det, c * h * w), dim=1)
+    out = []
+    for b in range(n):
+        keep = scores[b] >= confidence
+        s, i = scores[b][keep], idx[b][keep]
+        cls = i // (h * w)
+        cell = i % (h * w)
+        ci, cj = cell // w, cell % w
+        reg = box_out[b].reshape(4, -1)[:, cell]
+        cx = (cj.float() + torch.sigmoid(reg[0])) * STRIDE
+        cy = (ci.float() + torch.sigmoid(reg[1])) * STRIDE
+        bw = torch.exp(reg[2].clamp(max=6.0)) * STRIDE
+        bh = torch.exp(reg[3].clamp(max=6.0)) * STRIDE
+        out.append(torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, s, cls.float()], dim=1))
+    return out
+
+
+def pick_device(device: str | None) -> str:
+    if device is None:
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} was asked for, but no CUDA GPU is available to PyTorch")
+    if device == "cuda":
+        return "cuda:0"
+    if device != "cpu" and not device.startswith("cuda:"):
+        raise ModelError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+class BuiltinDetector:
+    """The shipped tiny CenterNet. ``confidence`` is the score a box needs to be reported (settable).
+
+    When the card has a ``box_refinement`` section, the boxes of its classes are redrawn on the
+    full-resolution frame (:mod:`engine.inference.refine`); ``refine=False`` reports the network's own boxes.
+    """
+
+    def __init__(self, weights: str | Path | None = None, card: str | Path | None = None, device: str | None = None,
+                 confidence: float | None = None, refine: bool = True) -> None:
+        w_default, c_default = builtin_paths()
+        self.weights_path = Path(weights) if weights is not None else w_default
+        card_file = Path(card) if card is not None else (c_default if weights is None else card_path_for(weights))
+        self.card = read_card(card_file)
+        self.classes: tuple[str, ...] = tuple(self.card["classes"])
+        self.device = pick_device(device)
+        self.confidence = float(confidence if confidence is not None else self.card.get("confidence_threshold", 0.3))
+        self.sha256 = verify_against_card(self.weights_path, self.card, "built-in model weights")
+        try:
+            state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ModelError(f"built-in model weights {self.weights_path} are missing") from None
+        except Exception as e:  # noqa: BLE001 - any failure to read the file is one sentence for the user
+            raise ModelError(f"built-in model weights {self.weights_path} cannot be read ({type(e).__name__})") from None
+        model = TinyCenterNet(len(self.classes))
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise ModelError(f"built-in model weights {self.weights_path} do not fit the network "
+                             f"({str(e).splitlines()[0][:120]})") from None
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.input_size = (INPUT_W, INPUT_H)
+        self.name = f"builtin {self.card.get('name', 'detector')} {self.sha256[:8]}"
+        self.embedding_source = "model: global average of the last hidden layer (48 channels)"
+        self.refinement = LineRefinement.from_card(self.card.get("box_refinement")) if refine else None
+
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        if not frames:
+            return []
+        t0 = time.perf_counter()
+        imgs, boxes = [], []
+        for f in frames:
+            img, lb = letterbox(f.image, INPUT_W, INPUT_H)  # resize first: the channel swap is then cheap
+            imgs.append(img[:, :, ::-1] if f.channel_order == "BGR" else img)
+            boxes.append(lb)
+        x = to_tensor(imgs).to(self.device)
+        with torch.inference_mode():
+            heat, box, emb = self.model(x)
+            dets = decode(heat, box, self.confidence)
+            dets = [d.cpu() for d in dets]
+            emb = emb.float().cpu().numpy()
+        found = []
+        for f, lb, d in zip(frames, boxes, dets):
+            xy = lb.to_frame(d[:, :4], f.width, f.height)
+            found.append(refine_boxes(f.image, tuple(
+                Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(c), self.classes[int(c)], float(s))
+                for b, s, c in zip(xy.tolist(), d[:, 4].tolist(), d[:, 5].tolist()) if b[2] > b[0] and b[3] > b[1]),
+                self.refinement, f.channel_order))
+        ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
+        return [Detections(b, np.ascontiguousarray(e), ms) for b, e in zip(found, emb)]

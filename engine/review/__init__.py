@@ -1,0 +1,1 @@
+"""Operators' decisions: the feedback store, the review queue, blind re-review."""

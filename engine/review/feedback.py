@@ -1,0 +1,431 @@
+"""The feedback store: every operator decision, durable before it is acknowledged.
+
+One writer thread owns the database's write connection. For each decision it first writes
+the frame's image losslessly under its content hash (PNG to a temporary file, fsync, rename,
+fsync of the folder), then commits the image, frame and decision rows in one transaction
+(WAL, ``synchronous=FULL``), and only then acknowledges. A crash can therefore leave, at
+worst, an image file that no row names yet; :meth:`FeedbackStore.recover` removes those (and
+temporary files) when the store opens. Nothing is acknowledged that was not stored.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import errno
+import hashlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from engine.security import audit
+from engine.storage.db import DB_NAME, DatabaseError, connect, read
+from engine.core.files import write_atomic
+from engine.core.frame import Box
+
+VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
+
+
+class FeedbackError(RuntimeError):
+    """A decision could not be stored; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class FrameForReview:
+    """A frame as the operator saw it: the image, the model's boxes, and what it was measured as."""
+
+    image: np.ndarray  # BGR uint8
+    source: str
+    sequence: int
+    timestamp: float
+    detections: tuple[Box, ...] = ()
+    model: str | None = None
+    device: str | None = None
+    reference_id: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    ground_truth: dict[str, Any] | None = None
+    queue_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    frame: FrameForReview
+    operator: str
+    verdict: str
+    detection: int | None = None  # index into frame.detections
+    new_class: str | None = None
+    new_box: tuple[float, float, float, float] | None = None
+    undoes: str | None = None  # review id of the decision this one takes back
+    origin: str = "operator"
+    review_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}")
+        if self.verdict in ("confirm", "reject", "reclass") and self.detection is None:
+            raise ValueError(f"a {self.verdict} decision names the detection it is about")
+        if self.verdict == "missed" and self.new_box is None:
+            raise ValueError("a missed defect needs the box drawn around it")
+        if self.verdict == "undo" and not self.undoes:
+            raise ValueError("an undo names the decision it takes back")
+        if not self.operator:
+            raise ValueError("a decision needs an operator")
+
+
+@dataclass(frozen=True)
+class Ack:
+    review_id: str
+    decision_id: int
+    frame_id: int
+    latency_ms: float  # from submit to durable
+
+
+def _box_json(box: Box | tuple | None) -> str | None:
+    if box is None:
+        return None
+    if isinstance(box, Box):
+        return json.dumps([round(float(v), 2) for v in (box.x0, box.y0, box.x1, box.y1)])
+    return json.dumps([round(float(v), 2) for v in box])
+
+
+def _sentence(e: BaseException, path: Path) -> str:
+    if isinstance(e, OSError):
+        if e.errno == errno.ENOSPC:
+            return f"the disk holding {path} is full"
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return f"{path} cannot be written (read-only or no permission)"
+        return f"writing to {path} failed: {e.strerror or e}"
+    if isinstance(e, sqlite3.DatabaseError):
+        msg = str(e)
+        if "full" in msg:
+            return f"the disk holding {path} is full"
+        if "readonly" in msg or "read-only" in msg:
+            return f"the database in {path} cannot be written (read-only)"
+        if "malformed" in msg or "not a database" in msg:
+            return f"the database in {path} is damaged ({msg})"
+        return f"the database in {path} failed: {msg}"
+    return f"{type(e).__name__}: {e}"
+
+
+class FeedbackStore:
+    """Decisions in ``<data dir>/station.sqlite``, images in ``<data dir>/images``. Thread-safe ``submit``."""
+
+    def __init__(self, data_dir: Path, max_samples: int = 500, max_image_bytes: int = 20 * 2**30,
+                 png_level: int = 1, max_pending: int = 10000) -> None:
+        self.data_dir = Path(data_dir)
+        self.images = self.data_dir / "images"
+        self.path = self.data_dir / DB_NAME
+        self.max_samples = max_samples
+        self.max_image_bytes = max_image_bytes
+        self.png_level = png_level
+        try:
+            self.images.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FeedbackError(_sentence(e, self.data_dir)) from None
+        try:
+            self._db = connect(self.path)
+            self._db.execute("SELECT count(*) FROM decisions").fetchone()
+        except (DatabaseError, sqlite3.DatabaseError) as e:
+            raise FeedbackError(_sentence(e, self.data_dir) if isinstance(e, sqlite3.DatabaseError) else str(e)) \
+                from None
+        self._pending_unlink: list[str] = []
+        self.recovered = self.recover()
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._writes = 0
+        self._thread = threading.Thread(target=self._write_loop, name="feedback-writer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ any thread
+
+    def submit(self, decision: Decision, on_ack: Callable[[Ack | FeedbackError], None] | None = None
+               ) -> cf.Future:
+        """Queue a decision; the future (and ``on_ack``, on the writer thread) gets an :class:`Ack` once it is
+        durable, or a :class:`FeedbackError`. Never blocks: a full queue is an immediate error."""
+        fut: cf.Future = cf.Future()
+        if on_ack is not None:
+            fut.add_done_callback(lambda f: on_ack(f.exception() or f.result()))  # type: ignore[arg-type]
+        try:
+            self._queue.put_nowait(("decision", decision, time.perf_counter(), fut))
+        except queue.Full:
+            fut.set_exception(FeedbackError("too many decisions are waiting to be written; the disk is too slow"))
+        return fut
+
+    def keep_sample(self, frame: FrameForReview) -> cf.Future:
+        """Store a frame (image and row) before anyone decides on it.
+
+        Called when a frame is put before an operator, so that the image is already durable when the
+        click comes and the click only commits a row; and for the bounded sample of unreviewed frames
+        (for downstream quality checks to refer to). A frame nobody decides on stays a sample.
+        """
+        fut: cf.Future = cf.Future()
+        try:
+            self._queue.put_nowait(("sample", frame, time.perf_counter(), fut))
+        except queue.Full:
+            fut.set_exception(FeedbackError("the writer is behind; sample not kept"))
+        return fut
+
+    def record_qc(self, rows: list[dict[str, Any]]) -> cf.Future:
+        """Defects found further down the line, as missed detections against the stored frames they belong to.
+
+        Each row: ``source``, ``sequence``, ``class``, optional ``box`` (x0, y0, x1, y1) and ``inspector``. The
+        future's result is a list, per row, of ``None`` (stored) or the reason it was not.
+        """
+        fut: cf.Future = cf.Future()
+        self._queue.put(("qc", rows, time.perf_counter(), fut))
+        return fut
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop."""
+        if self._thread.is_alive():
+            self._queue.put(("close", None, 0.0, None))
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> dict[str, int]:
+        """Remove what a crash can leave: temporary files, and image files no row names."""
+        known = {r[0] for r in self._db.execute("SELECT sha256 FROM images")}
+        removed_tmp = removed_orphans = 0
+        for sub in self.images.iterdir() if self.images.exists() else ():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name.endswith(".tmp"):
+                    f.unlink(missing_ok=True)
+                    removed_tmp += 1
+                elif f.suffix == ".png" and f.stem not in known:
+                    f.unlink(missing_ok=True)
+                    removed_orphans += 1
+        missing = sum(1 for sha in known if not self.image_path(sha).exists())
+        return {"temporary": removed_tmp, "orphans": removed_orphans, "missing": missing}
+
+    def image_path(self, sha: str) -> Path:
+        return self.images / sha[:2] / f"{sha}.png"
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _write_loop(self) -> None:
+        db = self._db
+        while True:
+            kind, item, t0, fut = self._queue.get()
+            if kind == "close":
+                db.conn.close()
+                return
+            try:
+                if kind == "decision":
+                    ack = self._store_decision(db, item, t0)
+                    fut.set_result(ack)
+                elif kind == "qc":
+                    fut.set_result(self._store_qc(db, item))
+                else:
+                    fut.set_result(self._store_sample(db, item))
+            except Exception as e:  # every failure becomes a sentence for the caller; the writer goes on
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                fut.set_exception(e if isinstance(e, FeedbackError) else FeedbackError(_sentence(e, self.data_dir)))
+            self._writes += 1
+            if self._writes % 200 == 0:
+                try:
+                    self.prune(db)
+                except Exception:
+                    pass  # pruning is housekeeping: a failure here must not stop decisions being stored
+
+    def _write_image(self, image: np.ndarray) -> tuple[str, int]:
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, self.png_level])
+        if not ok:
+            raise FeedbackError("the frame could not be encoded as PNG")
+        data = buf.tobytes()
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.image_path(sha)
+        if not path.exists():
+            write_atomic(path, data)
+        return sha, len(data)
+
+    def _frame_row(self, db: Any, fr: FrameForReview, kept_as: str) -> int:
+        row = db.execute("SELECT id FROM frames WHERE source = ? AND sequence = ? AND timestamp = ?",
+                         [fr.source, fr.sequence, fr.timestamp]).fetchone()
+        if row is not None:
+            if kept_as == "reviewed":
+                db.execute("UPDATE frames SET kept_as = 'reviewed' WHERE id = ?", [row[0]])
+            return int(row[0])
+        sha, nbytes = self._write_image(fr.image)  # durable before the row that names it commits
+        h, w = fr.image.shape[:2]
+        db.execute("INSERT OR IGNORE INTO images (sha256, width, height, bytes, created) VALUES (?, ?, ?, ?, ?)",
+                   [sha, w, h, nbytes, time.time()])
+        cur = db.execute(
+            "INSERT INTO frames (image_sha256, source, sequence, timestamp, model, device, reference_id, detections,"
+            " stats, ground_truth, queue_reason, kept_as, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [sha, fr.source, fr.sequence, fr.timestamp, fr.model, fr.device, fr.reference_id,
+             json.dumps([b.to_dict() for b in fr.detections]), json.dumps(fr.stats),
+             json.dumps(fr.ground_truth) if fr.ground_truth is not None else None, fr.queue_reason, kept_as,
+             time.time()])
+        return int(cur.lastrowid)
+
+    def _store_decision(self, db: Any, d: Decision, t0: float) -> Ack:
+        fr = d.frame
+        det = fr.detections[d.detection] if d.detection is not None else None
+        db.execute("BEGIN IMMEDIATE")
+        frame_id = self._frame_row(db, fr, "reviewed")
+        undoes = None
+        if d.undoes:
+            row = db.execute("SELECT id FROM decisions WHERE review_id = ?", [d.undoes]).fetchone()
+            if row is None:
+                raise FeedbackError(f"there is no decision {d.undoes} to undo")
+            undoes = int(row[0])
+        cur = db.execute(
+            "INSERT INTO decisions (review_id, frame_id, operator, time_utc, verdict, detection, old_class, new_class,"
+            " old_box, new_box, score, model, reference_id, queue_reason, undoes, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [d.review_id, frame_id, d.operator, time.time(), d.verdict, d.detection,
+             det.class_name if det else None,
+             d.new_class if d.new_class else (det.class_name if det and d.verdict == "confirm" else None),
+             _box_json(det), _box_json(d.new_box), det.score if det else None, fr.model, fr.reference_id,
+             fr.queue_reason, undoes, d.origin])
+        audit.record_decision(db, int(cur.lastrowid), d.operator, fr.model)
+        db.execute("COMMIT")
+        return Ack(d.review_id, int(cur.lastrowid), frame_id, (time.perf_counter() - t0) * 1000.0)
+
+    def _store_qc(self, db: Any, rows: list[dict[str, Any]]) -> list[str | None]:
+        out: list[str | None] = []
+        db.execute("BEGIN IMMEDIATE")
+        for r in rows:
+            frame = db.execute("SELECT id, model, reference_id FROM frames WHERE source = ? AND sequence = ?"
+                               " ORDER BY id DESC LIMIT 1", [r["source"], r["sequence"]]).fetchone()
+            if frame is None:
+                out.append(f"no stored frame {r['sequence']} from {r['source']} (only reviewed frames and a "
+                           "sample of the others are kept)")
+                continue
+            db.execute(
+                "INSERT INTO decisions (review_id, frame_id, operator, time_utc, verdict, new_class, new_box, model,"
+                " reference_id, queue_reason, origin) VALUES (?, ?, ?, ?, 'missed', ?, ?, ?, ?, 'downstream-qc', 'qc')",
+                [uuid.uuid4().hex, frame[0], r.get("inspector") or "qc", time.time(), r["class"],
+                 _box_json(r.get("box")), frame[1], frame[2]])
+            audit.record_decision(db, int(db.execute("SELECT last_insert_rowid()").fetchone()[0]),
+                                  r.get("inspector") or "qc", frame[1])
+            out.append(None)
+        db.execute("COMMIT")
+        return out
+
+    def _store_sample(self, db: Any, fr: FrameForReview) -> int:
+        db.execute("BEGIN IMMEDIATE")
+        frame_id = self._frame_row(db, fr, "sample")
+        excess = db.execute("SELECT count(*) FROM frames WHERE kept_as = 'sample'").fetchone()[0] - self.max_samples
+        if excess > 0:
+            old = [r[0] for r in db.execute(
+                "SELECT id FROM frames WHERE kept_as = 'sample' AND id NOT IN (SELECT frame_id FROM decisions)"
+                " ORDER BY created LIMIT ?", [excess])]
+            self._delete_frames(db, old)
+        db.execute("COMMIT")
+        self._unlink_pending()
+        return frame_id
+
+    def _unlink_pending(self) -> None:
+        for sha in self._pending_unlink:
+            self.image_path(sha).unlink(missing_ok=True)
+        self._pending_unlink = []
+
+    def _delete_frames(self, db: Any, ids: list[int]) -> None:
+        """Delete frame rows, then their images once no row names them (inside the caller's transaction)."""
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        shas = [r[0] for r in db.execute(f"SELECT DISTINCT image_sha256 FROM frames WHERE id IN ({marks})", ids)]
+        db.execute(f"DELETE FROM frames WHERE id IN ({marks})", ids)
+        for sha in shas:
+            if db.execute("SELECT 1 FROM frames WHERE image_sha256 = ?", [sha]).fetchone() is None:
+                db.execute("DELETE FROM images WHERE sha256 = ?", [sha])
+                # The file goes after the row: a crash in between leaves an orphan file, which recover() removes.
+                self._pending_unlink.append(sha)
+
+    def prune(self, db: Any | None = None) -> int:
+        """Keep the images under the size cap by dropping confirmed-correct frames, oldest first.
+
+        Only frames every decision on which confirms the model (and unreviewed samples) are ever pruned;
+        rejections, corrections, missed defects and unsure frames are kept whatever the cap.
+        """
+        db = db or self._db
+        total = db.execute("SELECT coalesce(sum(bytes), 0) FROM images").fetchone()[0]
+        if total <= self.max_image_bytes:
+            return 0
+        candidates = db.execute(
+            "SELECT f.id, i.bytes FROM frames f JOIN images i ON i.sha256 = f.image_sha256"
+            " WHERE f.kept_as = 'sample' OR (NOT EXISTS (SELECT 1 FROM decisions d WHERE d.frame_id = f.id"
+            "   AND d.verdict != 'confirm') AND EXISTS (SELECT 1 FROM decisions d WHERE d.frame_id = f.id))"
+            " ORDER BY f.created").fetchall()
+        drop, freed = [], 0
+        for fid, nbytes in candidates:
+            if total - freed <= self.max_image_bytes:
+                break
+            drop.append(fid)
+            freed += nbytes
+        if not drop:
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        gone = {r[0]: audit.decision_hash(audit.decision_row(db, r[0])) for r in db.execute(
+            f"SELECT id FROM decisions WHERE frame_id IN ({','.join('?' * len(drop))})", drop).fetchall()}
+        audit.append(db, "decisions_pruned", user="station", obj=f"{len(gone)} confirmed decisions",
+                     new={"decisions": gone}, reason="image size cap")
+        db.execute(f"DELETE FROM decisions WHERE frame_id IN ({','.join('?' * len(drop))})", drop)
+        self._delete_frames(db, drop)
+        db.execute("COMMIT")
+        self._unlink_pending()
+        return len(drop)
+
+
+def list_decisions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    sql = ("SELECT d.review_id, d.operator, d.time_utc, d.verdict, d.detection, d.old_class, d.new_class,"
+           " d.old_box, d.new_box, d.score, d.model, d.reference_id, d.queue_reason, d.origin,"
+           " (SELECT review_id FROM decisions u WHERE u.id = d.undoes) AS undoes,"
+           " f.source, f.sequence, f.timestamp, f.image_sha256 FROM decisions d JOIN frames f ON f.id = d.frame_id"
+           " ORDER BY d.id")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return read(data_dir, sql)
+
+
+def read_qc_csv(path: Path, classes: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Rows of a downstream-QC CSV (``source,sequence,class[,x0,y0,x1,y1][,inspector]``), with line numbers;
+    and the bad rows, each with its line number and what is wrong with it."""
+    import csv
+
+    good: list[tuple[int, dict[str, Any]]] = []
+    bad: list[tuple[int, str]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"source", "sequence", "class"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} needs the columns source, sequence and class (missing: "
+                             f"{', '.join(sorted(missing))})")
+        for row in reader:
+            line = reader.line_num
+            try:
+                seq = int(row["sequence"])
+                cls = (row["class"] or "").strip()
+                if cls not in classes:
+                    raise ValueError(f"unknown class {cls!r} (known: {', '.join(classes)})")
+                box = None
+                coords = [row.get(k) for k in ("x0", "y0", "x1", "y1")]
+                if any(c not in (None, "") for c in coords):
+                    box = tuple(float(c) for c in coords)  # type: ignore[arg-type]
+                    if not (box[0] < box[2] and box[1] < box[3]):
+                        raise ValueError("the box must have x0 < x1 and y0 < y1")
+                if not (row.get("source") or "").strip():
+                    raise ValueError("no source")
+                good.append((line, {"source": row["source"].strip(), "sequence": seq, "class": cls, "box": box,
+                                    "inspector": (row.get("inspector") or "").strip() or None}))
+            except (ValueError, TypeError) as e:
+                msg = str(e)
+                if "invalid literal" in msg or "could not convert" in msg:
+                    msg = "sequence and box coordinates must be numbers"
+                bad.append((line, msg))
+    return good, bad

@@ -1,0 +1,1 @@
+"""The simulated production line: parts, defects, lamp, optics, scenarios, golden parts."""

@@ -1,0 +1,1 @@
+"""The station's database: connection, migrations, the image store and the queries other modules share."""
