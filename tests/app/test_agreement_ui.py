@@ -67,8 +67,8 @@ def test_dashboard_shows_matrix_trends_and_disputes(qtbot):
 
 @pytest.fixture
 def window(qtbot, data_dir):
-    from app.gui import make_app
-    from app.main_window import MainWindow
+    from app.gui.start import make_app
+    from app.gui.window import MainWindow
 
     # two operators decided the same frames; bob rejects every third scratch
     store = FeedbackStore(data_dir)
@@ -145,8 +145,8 @@ def test_dashboard_pixmap_helper_draws_the_box():
 
 
 def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
-    from app.gui import make_app
-    from app.main_window import MainWindow
+    from app.gui.start import make_app
+    from app.gui.window import MainWindow
 
     store = FeedbackStore(data_dir)
     img = np.zeros((48, 64, 3), np.uint8)

@@ -3,8 +3,8 @@
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui import make_app
-from app.main_window import MainWindow
+from app.gui.start import make_app
+from app.gui.window import MainWindow
 from engine.security import audit
 from engine.security.auth import AuthStore
 from engine.core.config import default_config

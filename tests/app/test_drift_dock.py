@@ -2,8 +2,8 @@ import copy
 
 import pytest
 
-from app.gui import make_app
-from app.main_window import MainWindow
+from app.gui.start import make_app
+from app.gui.window import MainWindow
 from engine.core.config import default_config
 from engine.monitoring.reference import Reference
 from engine.sources import open_source

@@ -115,7 +115,7 @@ def test_a_full_disk_is_one_sentence_and_leaves_nothing(tmp_path):
     import sys
     from pathlib import Path
 
-    from app.commands.bench import _bench_store
+    from app.cli.bench import _bench_store
 
     data = tmp_path / "data"
     _bench_store(data, 20, 320, 256)  # about 2 MB of images

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from app.gui import make_app
-from app.main_window import MainWindow
+from app.gui.start import make_app
+from app.gui.window import MainWindow
 from engine.datasets.bundle import ExportOptions, preview, verify
 from engine.core.config import default_config
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
@@ -95,7 +95,7 @@ def test_ctrl_e_opens_the_dialog_which_previews_and_exports(qtbot, window, data_
 
 
 def test_escape_cancels_a_running_export_and_nothing_is_left(qtbot, window, data_dir, tmp_path):
-    from app.commands.bench import _bench_store
+    from app.cli.bench import _bench_store
 
     _bench_store(data_dir, 1500, 640, 512)
     w = window

@@ -1,8 +1,8 @@
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from app.gui import make_app
-from app.main_window import MainWindow
+from app.gui.start import make_app
+from app.gui.window import MainWindow
 from engine.core.config import default_config
 from engine.runtime.pipeline import State
 

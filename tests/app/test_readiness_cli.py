@@ -95,7 +95,7 @@ class _Window(QtWidgets.QMainWindow):
 
 
 def test_the_tools_menu_builds_the_report_off_the_gui_thread(line, qtbot, tmp_path):
-    from app import readiness_ui
+    from app.gui import readiness as readiness_ui
 
     ref, data = line
     cfg = default_config()
@@ -117,7 +117,7 @@ def test_the_tools_menu_builds_the_report_off_the_gui_thread(line, qtbot, tmp_pa
 
 
 def test_the_window_reports_a_failure_in_one_sentence(qtbot, tmp_path):
-    from app import readiness_ui
+    from app.gui import readiness as readiness_ui
 
     w = _Window(tmp_path / "empty", default_config())
     qtbot.addWidget(w)
@@ -130,8 +130,8 @@ def test_the_window_reports_a_failure_in_one_sentence(qtbot, tmp_path):
 
 
 def test_the_main_window_has_the_action(qtbot, data_dir):
-    from app.gui import make_app
-    from app.main_window import MainWindow
+    from app.gui.start import make_app
+    from app.gui.window import MainWindow
 
     make_app()
     w = MainWindow(default_config(), data_dir, source="sim://?seed=1&scenario=nominal&width=320&height=256",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from app.gui import make_app
-from app.relay import Relay
+from app.gui.start import make_app
+from app.gui.tasks import Relay
 
 
 def test_calls_from_workers_run_on_the_gui_thread_in_order(qtbot):
@@ -54,7 +54,7 @@ def test_a_failing_call_is_reported_and_the_rest_are_made(qtbot):
 def test_a_worker_reports_on_the_gui_thread_and_finishes_last(qtbot):
     from PySide6 import QtCore
 
-    from app.relay import Worker
+    from app.gui.tasks import Worker
 
     make_app()
 

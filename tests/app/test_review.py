@@ -5,8 +5,8 @@ import json
 import pytest
 from PySide6 import QtCore
 
-from app.gui import make_app
-from app.main_window import MainWindow
+from app.gui.start import make_app
+from app.gui.window import MainWindow
 from engine.core.config import default_config
 from engine.review.feedback import list_decisions
 

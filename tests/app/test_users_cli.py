@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from app.authcli import PIN_ENV, require
+from app.cli.credentials import PIN_ENV, require
 from app.cli import main
-from app.commands import UserError
-from app.commands.users import NEW_PIN_ENV
+from app.cli.common import UserError
+from app.cli.users import NEW_PIN_ENV
 from engine.security import audit
 from engine.storage.db import DB_NAME
 

@@ -9,9 +9,9 @@ import time
 import pytest
 from PySide6 import QtCore
 
-from app.gui import make_app
-from app.main_window import MainWindow
-from app.watchdog import ServiceNotifier, attach_service_notifier
+from app.gui.start import make_app
+from app.gui.window import MainWindow
+from app.gui.watchdog import ServiceNotifier, attach_service_notifier
 from engine.core.config import default_config
 
 SOURCE = "sim://?seed=1&scenario=nominal&width=160&height=128&fps=30"

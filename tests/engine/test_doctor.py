@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.ops import doctor
 from engine.ops.doctor import FAIL, OK, WARN
 
-PROBE = [sys.executable, "-c", "import sys; from app.commands.doctor import qt_probe; sys.exit(qt_probe())"]
+PROBE = [sys.executable, "-c", "import sys; from app.cli.doctor import qt_probe; sys.exit(qt_probe())"]
 
 
 def test_python_version():

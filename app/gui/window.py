@@ -16,7 +16,15 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app import agreement_ui, auth_ui, export_ui, readiness_ui, recalibration_ui
+from app.gui import agreement as agreement_ui
+
+from app.gui import auth as auth_ui
+
+from app.gui import export as export_ui
+
+from app.gui import readiness as readiness_ui
+
+from app.gui import recalibration as recalibration_ui
 from engine.monitoring.drift import DriftMonitor, StatsMeasurer, measurers_for
 from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
 from engine.runtime.pipeline import Pipeline, PipelineConfig
@@ -71,7 +79,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trend_store: TrendStore | None = None
         self._batches_seen = 0
         self._history_loaded: set[str] = set()
-        # Security (app/auth_ui.py): a signed-in session, or sign in at the lock screen; neither: no gating.
+        # Security (app/gui/auth.py): a signed-in session, or sign in at the lock screen; neither: no gating.
         self._auth_session, self._auth_sign_in, self.auth = session, sign_in, None
         self._make_actions()
         self._make_toolbar()

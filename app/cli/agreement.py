@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.cli.common import UserError, data_dir
 
 
 def _when(text: str) -> float:
@@ -66,7 +66,7 @@ def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
         rep = ag.report(ratings, ag.AgreementSettings.from_config(config))
         rep["source"] = f"csv:{args.csv}"
     else:
-        from app.authcli import require
+        from app.cli.credentials import require
 
         # The operators' figures are the engineers' to read; a CSV the engineer brings is not gated.
         require(args, "agreement", "reviewed", config, action="agreement")

@@ -2,7 +2,7 @@
 
 While the wizard runs it takes the camera over: the window's line stops (a camera cannot be opened twice)
 and the wizard opens the same source on a worker thread of its own, where frames are read, measured and
-run through the model; results reach the wizard through :class:`app.relay.Relay` (the worker never calls
+run through the model; results reach the wizard through :class:`app.gui.tasks.Relay` (the worker never calls
 into Qt), so the window never waits.
 On the simulated line the wizard's source starts at the slot the line had reached and is asked to show
 the checkerboard or the golden parts (``SimSource.request``); on a camera the technician puts the target
@@ -37,7 +37,7 @@ from engine.calibration.recalibration import (
     request_show,
     simulated_nominal_profile,
 )
-from app.relay import Relay
+from app.gui.tasks import Relay
 from widgets.recalibration_wizard import RecalibrationWizard
 
 SHORTCUT = "Ctrl+Shift+K"

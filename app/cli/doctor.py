@@ -47,7 +47,7 @@ def probe_command(args: argparse.Namespace) -> list[str]:
         if getattr(args, "config", None) is not None:
             cmd += ["--config", str(args.config)]
         return cmd + ["doctor", "--qt-probe"]
-    return [sys.executable, "-c", "import sys; from app.commands.doctor import qt_probe; sys.exit(qt_probe())"]
+    return [sys.executable, "-c", "import sys; from app.cli.doctor import qt_probe; sys.exit(qt_probe())"]
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:

@@ -1,6 +1,6 @@
 """Command line: ``inspection-station [COMMAND]``. With no command, the station's window opens.
 
-Each command group lives in its own module under ``app/commands`` and registers its
+Each command group lives in its own module in ``app/cli`` and registers its
 sub-parser there. User errors (a bad flag, a missing file, an unreachable camera) end
 in one sentence on stderr and a non-zero exit status, never a traceback.
 """
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app.commands import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from app.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 from engine import __version__
 from engine.core.config import ConfigError, load_config
 
-# Modules under app/commands, each with ``register(subparsers, common_parser)``.
+# Modules under app/cli, each with ``register(subparsers, common_parser)``.
 COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback",
                    "users", "audit", "export", "bundle", "readiness", "agreement", "calibrate")
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inspection-station {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"app.commands.{name}").register(sub, common)
+        importlib.import_module(f"app.cli.{name}").register(sub, common)
     parser.commands = set(sub.choices)  # type: ignore[attr-defined]
     return parser
 
@@ -68,6 +68,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 def gui_main() -> int:
     return main(sys.argv[1:] or ["gui"])
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError
+from app.cli.common import UserError
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def merge(args: argparse.Namespace, config: dict[str, Any]) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UserError(f"unknown format {bad[0] if bad else args.format!r}; choose from {', '.join(FORMATS)}")
-    from app.authcli import require
+    from app.cli.credentials import require
 
     require(args, "export", "approved", config, action="bundle merge", obj=str(args.out))
     try:

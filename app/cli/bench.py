@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, positive_int
+from app.cli.common import UserError, positive_int
 from engine.runtime.threads import POLICY as OPENMP_POLICY
 
 
@@ -337,7 +337,7 @@ def bench_feedback(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Click-to-durable latency, in the store's data directory (a temporary one under the data dir)."""
     import tempfile
 
-    from app.commands import data_dir
+    from app.cli.common import data_dir
     from engine.review.feedback import Decision, FeedbackStore, FrameForReview
     from engine.simulation.line import LineSimulator
 
@@ -453,7 +453,7 @@ def bench_export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import shutil
     import tempfile
 
-    from app.commands import data_dir
+    from app.cli.common import data_dir
     from engine.datasets.bundle import ExportOptions, export_bundle, verify
 
     cfg = config.get("export", {})

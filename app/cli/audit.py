@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.authcli import require, store_for
-from app.commands import UserError, data_dir
+from app.cli.credentials import require, store_for
+from app.cli.common import UserError, data_dir
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.cli.common import UserError, data_dir
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def readiness(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     if args.out is None and not args.json:
         raise UserError("say where the report goes with --out report.html (or ask for --json)")
-    from app.authcli import require
+    from app.cli.credentials import require
 
     require(args, "readiness", "reviewed", config, action="readiness", obj=str(args.out or ""))
     try:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir, positive_float
+from app.cli.common import UserError, data_dir, positive_float
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     args.pattern, args.square_mm = cal.get("pattern", "9x6"), float(cal.get("square_mm", 8.0))
     args.target = cal.get("target", "checkerboard")
     if args.source or args.save:
-        from app.authcli import require
+        from app.cli.credentials import require
 
         # Solving a folder of images changes nothing; saving a lens profile or recalibrating does.
         require(args, "recalibrate", "recalibrated", config, action="calibrate",

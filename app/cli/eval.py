@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from app.commands import UserError, fraction, positive_int
+from app.cli.common import UserError, fraction, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

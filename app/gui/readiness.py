@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.relay import Worker
+from app.gui.tasks import Worker
 
 SHORTCUT = "Ctrl+Shift+R"
 

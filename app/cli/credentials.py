@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.cli.common import UserError, data_dir
 from engine.security.auth import (
     AuthError,
     AuthStore,

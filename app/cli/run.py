@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir, positive_int
+from app.cli.common import UserError, data_dir, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
         return run_headless(args, config)
     if args.frames or args.jsonl:
         raise UserError("--frames and --jsonl need --headless")
-    from app.commands import gui
+    from app.cli.common import gui
 
     return gui.run(args, config)
 

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.relay import Worker
+from app.gui.tasks import Worker
 from widgets.agreement_dashboard import AgreementDashboard
 from widgets.calibration_exercise import CalibrationExerciseDialog, ExerciseItem
 

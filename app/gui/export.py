@@ -1,7 +1,7 @@
 """The "Export feedback bundle…" action (Ctrl+E) in the Tools menu: the dialog, with the work off the GUI thread.
 
 Counting (the preview) and writing run on Python threads of their own; their results come back to the GUI
-thread through :class:`app.relay.Relay` (the workers never call into Qt), so the window never waits on the disk.
+thread through :class:`app.gui.tasks.Relay` (the workers never call into Qt), so the window never waits on the disk.
 A new preview request while one is counting is kept and run next (only the newest). Cancel sets an event the
 export checks between files.
 """
@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
 from engine.datasets.bundle.export import model_classes, stored_span
 from engine.core.config import station_id
-from app.relay import Relay
+from app.gui.tasks import Relay
 from widgets.export_dialog import ExportDialog
 
 

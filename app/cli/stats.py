@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError
+from app.cli.common import UserError
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, positive_int
+from app.cli.common import UserError, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
         raise UserError(f"the weights file must end in .pt (its card is written beside it as .json), not {out.name}")
     if out.parent and not out.parent.exists():
         raise UserError(f"folder {out.parent} does not exist")
-    from app.authcli import require
+    from app.cli.credentials import require
 
     require(args, "models", "authored", config, action="model train-builtin", obj=str(out))
     cfg = replace(TrainConfig(), seed=args.seed, **({"steps": args.steps} if args.steps else {}))
@@ -64,7 +64,7 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     weights, card = builtin_paths() if args.weights is None else (args.weights.expanduser(),
                                                                   card_path_for(args.weights.expanduser()))
-    from app.authcli import require
+    from app.cli.credentials import require
 
     require(args, "models", "authored", config, action="model measure-builtin", obj=str(weights))
     try:

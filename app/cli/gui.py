@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.cli.common import UserError, data_dir
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     directory = data_dir(args)
-    from app.gui import run_gui  # Qt is imported only when a window is wanted
+    from app.gui.start import run_gui  # Qt is imported only when a window is wanted
 
     confidence = getattr(args, "confidence", None)
     if confidence is not None and not 0.0 < confidence < 1.0:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir
+from app.cli.common import UserError, data_dir
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -39,8 +39,8 @@ def _record_settings(config: dict[str, Any], data_dir: Path) -> None:
 def run_gui(config: dict[str, Any], data_dir: Path, source: str | None = None, model: str | None = None,
             confidence: float | None = None) -> int:
     app = make_app()
-    from app.main_window import MainWindow
-    from app.watchdog import attach_service_notifier
+    from app.gui.window import MainWindow
+    from app.gui.watchdog import attach_service_notifier
 
     # The window opens covered by the lock screen (first start: the first administrator's form) unless
     # [security] require_sign_in is false; the line runs behind it and systemd hears READY as usual.

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Any
 
-from app.authcli import read_pin, require, store_for
-from app.commands import UserError
+from app.cli.credentials import read_pin, require, store_for
+from app.cli.common import UserError
 from engine.security.auth import ROLES, AuthError, check_pin_format
 
 NEW_PIN_ENV = "INSPECTION_STATION_NEW_PIN"

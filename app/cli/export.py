@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, data_dir, fraction
+from app.cli.common import UserError, data_dir, fraction
 
 
 def _time(text: str) -> float:
@@ -60,7 +60,7 @@ def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
 
 def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from app.authcli import require, store_for
+    from app.cli.credentials import require, store_for
     from engine.datasets.bundle import BundleError, export_bundle
     from engine.core.config import station_id
 

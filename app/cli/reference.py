@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands import UserError, positive_int
+from app.cli.common import UserError, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     if args.out.exists():
         raise UserError(f"{args.out} already exists; choose another name or remove it")
-    from app.authcli import require, store_for
+    from app.cli.credentials import require, store_for
 
     session = require(args, "references", "authored", config, action="reference build", obj=str(args.out))
     detector = None
