@@ -14,7 +14,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 from engine.datasets import agreement as ag
-from engine.review.router import recheck
+from engine.review import recheck
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
 from engine.core.frame import Box
 from engine.review.router import OracleReviewer
