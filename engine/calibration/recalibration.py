@@ -57,6 +57,7 @@ from engine.calibration.lens import (
     utc_now,
     write_json_atomic,
 )
+from engine.monitoring.charts import luma_psi
 from engine.monitoring.drift import STATION_FILE, tolerance_band
 from engine.core.files import write_atomic
 from engine.core.frame import Frame
@@ -613,7 +614,7 @@ class Recalibration:
             if not ok:
                 beyond.append(k)
         hist = np.sum([s.hist[0] for s in self.domain_stats], axis=0).astype(np.float64)
-        out["luma_psi"] = psi(ref.hist[0].astype(np.float64), hist)
+        out["luma_psi"] = luma_psi(ref.hist[0], hist)
         if out["luma_psi"] > float(self.cal["max_luma_psi"]):
             beyond.append("luminance histogram (PSI)")
         if self.domain_novelty:
@@ -859,15 +860,6 @@ class Recalibration:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
-    """Population stability index of two histograms over the same bins (16 merged bins)."""
-    e = expected.reshape(16, -1).sum(1)
-    a = actual.reshape(16, -1).sum(1)
-    e = e / max(e.sum(), 1) + eps
-    a = a / max(a.sum(), 1) + eps
-    return float(((a - e) * np.log(a / e)).sum())
 
 
 def exposure_advice(now: dict[str, Any]) -> str:

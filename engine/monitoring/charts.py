@@ -115,13 +115,31 @@ class ControlChart:
 
 
 def _probs(h: np.ndarray, eps: float = 1e-4) -> np.ndarray:
-    p = np.asarray(h, np.float64) + eps  # smoothing: empty bins would make KL and PSI infinite
+    """Shares of a histogram of counts or shares, each smoothed by ``eps`` (empty bins would make KL and PSI
+    infinite) and normalised again: the result does not depend on the histogram's scale."""
+    p = np.asarray(h, np.float64)
+    total = p.sum()
+    p = p / total if total > 0 else np.full(p.shape, 1.0 / max(p.size, 1))
+    p = p + eps
     return p / p.sum()
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of two histograms over the same bins (counts or shares)."""
     p, q = _probs(reference), _probs(current)
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+LUMA_PSI_BINS = 16  # PSI's usual reading (0.1 a shift, 0.25 a large one) assumes ten to twenty bins
+
+
+def luma_psi(reference: np.ndarray, current: np.ndarray) -> float:
+    """The station's luminance PSI: two 256-bin luminance histograms (counts or shares) merged into
+    :data:`LUMA_PSI_BINS` equal bins, then :func:`psi`. The drift monitor's ``psi_luma`` and the recalibration's
+    domain check both report this number."""
+    r = np.asarray(reference, np.float64).reshape(LUMA_PSI_BINS, -1).sum(1)
+    c = np.asarray(current, np.float64).reshape(LUMA_PSI_BINS, -1).sum(1)
+    return psi(r, c)
 
 
 def kl(reference: np.ndarray, current: np.ndarray) -> float:

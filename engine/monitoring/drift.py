@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.monitoring.charts import ControlChart, js, kl, ks, mmd_rbf, psi, wasserstein1
+from engine.monitoring.charts import ControlChart, js, kl, ks, luma_psi, mmd_rbf, wasserstein1
 from engine.core.frame import Frame
 from engine.core.protocols import Alarm, Detections, Measurement
 from engine.monitoring.reference import Reference, ReferenceError
@@ -345,7 +345,7 @@ class DriftMonitor:
         cur = np.sum(self._hist_window, axis=0)
         with self._lock:
             self._last_hist = cur.astype(np.float64)
-        s = {"psi_luma": psi(self._ref_hist, cur), "kl_luma": kl(self._ref_hist, cur),
+        s = {"psi_luma": luma_psi(self._ref_hist, cur), "kl_luma": kl(self._ref_hist, cur),
              "js_luma": js(self._ref_hist, cur)}
         for k in ("mean_luma", "focus", "gain_r", "gain_b"):
             w = np.fromiter(self._scalar_window[k], float)

@@ -128,3 +128,35 @@ def test_lighting_ageing_warns_before_it_alarms(small_reference):
     assert first[("mean_luma", "warning")] < first[("mean_luma", "alarm")]
     status = mon.status()["mean_luma"]
     assert status["level"] == "alarm" and status["value"] < status["low"]
+
+
+def test_the_drift_monitor_and_the_recalibration_report_the_same_luma_psi(tmp_path):
+    from engine.calibration.recalibration import Recalibration
+    from engine.monitoring.charts import LUMA_PSI_BINS, luma_psi
+
+    ref = build_reference(60)
+    seen = []
+
+    def stats(image):
+        seen.append(cpu_stats(image))
+        return seen[-1]
+
+    d = default_config()["drift"]
+    mon = DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"], batch=4, stats_fn=stats)
+    src = open_source("sim://?seed=7&scenario=lighting-aging&width=160&height=128&start=50000")
+    src.open()
+    for _ in range(40):  # ten batches, all inside the monitor's window
+        mon.measure(src.read(), None)
+    session = Recalibration(tmp_path, default_config(), reference=ref)
+    session.domain_stats = list(seen)
+    verdict = session._domain_verdict()
+    assert verdict["luma_psi"] == pytest.approx(mon.scores["psi_luma"], rel=1e-12)
+    expected = luma_psi(ref.hist[0], np.sum([s.hist[0] for s in seen], axis=0))
+    assert mon.scores["psi_luma"] == pytest.approx(expected, rel=1e-12) and expected > 0
+    # One formula: counts or shares, the same number; sixteen merged bins.
+    shares = ref.hist[0] / ref.hist[0].sum()
+    assert luma_psi(shares, np.sum([s.hist[0] for s in seen], axis=0)) == pytest.approx(expected, rel=1e-9)
+    merged = ref.hist[0].reshape(LUMA_PSI_BINS, -1).sum(1)
+    assert luma_psi(ref.hist[0], ref.hist[0]) == pytest.approx(0, abs=1e-12)
+    assert psi(merged, np.sum([s.hist[0] for s in seen], axis=0).reshape(LUMA_PSI_BINS, -1).sum(1)) == \
+        pytest.approx(expected, rel=1e-12)
