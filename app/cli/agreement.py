@@ -9,27 +9,11 @@ calibration exercise from the simulated line.
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, data_dir
-
-
-def _when(text: str) -> float:
-    """UTC seconds from a number, or a date / date-time in UTC (``2026-03-01``, ``2026-03-01T06:00``)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        try:
-            return float(calendar.timegm(time.strptime(text, fmt)))
-        except ValueError:
-            continue
-    raise argparse.ArgumentTypeError(f"{text!r} is not a time (seconds, or YYYY-MM-DD[THH:MM[:SS]] in UTC)")
+from app.cli.common import WHEN_HELP, UserError, data_dir, when
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -38,8 +22,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="the whole report as one JSON object (undefined as null)")
     p.add_argument("--csv", type=Path, metavar="FILE",
                    help="compute from item,rater,label rows instead of the store")
-    p.add_argument("--since", type=_when, help="only decisions from this UTC time on")
-    p.add_argument("--until", type=_when, help="only decisions before this UTC time")
+    p.add_argument("--since", metavar="T", help="only decisions from T on: " + WHEN_HELP)
+    p.add_argument("--until", metavar="T", help="only decisions before T")
     p.set_defaults(func=show)
     asub = p.add_subparsers(dest="agreement_command", metavar="ACTION")
     gb = asub.add_parser("gold-build", parents=[common],
@@ -53,6 +37,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.datasets import agreement as ag
 
+    since, until = when(args.since), when(args.until, "--until")
     if args.csv is not None:
         if not args.csv.is_file():
             raise UserError(f"{args.csv} does not exist")
@@ -60,9 +45,9 @@ def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
             ratings = ag.read_csv(args.csv)
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(str(e)) from None
-        if args.since is not None or args.until is not None:
+        if since is not None or until is not None:
             ratings = [r for r in ratings if r.time is None or (
-                (args.since is None or r.time >= args.since) and (args.until is None or r.time < args.until))]
+                (since is None or r.time >= since) and (until is None or r.time < until))]
         rep = ag.report(ratings, ag.AgreementSettings.from_config(config))
         rep["source"] = f"csv:{args.csv}"
     else:
@@ -70,7 +55,7 @@ def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
         # The operators' figures are the engineers' to read; a CSV the engineer brings is not gated.
         require(args, "agreement", "reviewed", config, action="agreement")
-        rep = ag.report_from_store(data_dir(args), config, args.since, args.until)
+        rep = ag.report_from_store(data_dir(args), config, since, until)
     if args.json:
         print(json.dumps(rep, indent=1, allow_nan=False))
     else:

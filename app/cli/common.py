@@ -49,6 +49,24 @@ def positive_float(text: str) -> float:
     return v
 
 
+def when(text: str | None, option: str = "--since") -> float | None:
+    """Every ``--since`` / ``--until`` read one way (:func:`engine.core.timeparse.parse_time`): seconds since
+    1970, an ISO 8601 date or time (UTC unless it carries an offset) or a span back from now (``30m``, ``8h``,
+    ``2d``, ``1w``). None stays None; a bad value is a :class:`UserError`, one sentence."""
+    from engine.core.timeparse import TimeParseError, parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except TimeParseError as e:
+        raise UserError(f"{option} {e}") from None
+
+
+WHEN_HELP = ("seconds since 1970, an ISO 8601 date or time such as 2026-01-31T08:00 (UTC unless an offset "
+             "such as +01:00 follows), or a span back from now: 30m, 8h, 2d, 1w")
+
+
 def data_dir(args: argparse.Namespace) -> Any:
     """The data directory named by ``--data-dir`` (or the default), created if needed."""
     return prepare_data_dir(getattr(args, "data_dir", None))

@@ -7,16 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, data_dir, fraction
-
-
-def _time(text: str) -> float:
-    from engine.datasets.bundle import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+from app.cli.common import WHEN_HELP, UserError, data_dir, fraction, when
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -28,12 +19,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "export", parents=[common], help="write a feedback bundle for retraining (images, COCO, YOLO, decisions)",
         description="Write the reviewed frames, their corrected truth, the model's predictions, every decision, "
                     "the drift statistics and events of the period as one bundle, with a manifest and SHA256SUMS. "
-                    "Times are ISO 8601 dates or date-times in UTC (e.g. 2026-01-31 or 2026-01-31T08:00:00Z) on the "
-                    "frames' source clock; --since is inclusive, --until exclusive.")
+                    "Times are on the frames' source clock: " + WHEN_HELP + "; --since is inclusive, --until exclusive.")
     e.add_argument("--out", type=Path, required=True, metavar="PATH",
                    help="the bundle folder to create (with --zip: the ZIP file); it must not exist")
-    e.add_argument("--since", type=_time, metavar="T", help="frames from this time on (ISO 8601, UTC)")
-    e.add_argument("--until", type=_time, metavar="T", help="frames before this time (ISO 8601, UTC)")
+    e.add_argument("--since", metavar="T", help="frames from this time on")
+    e.add_argument("--until", metavar="T", help="frames before this time")
     e.add_argument("--kinds", type=_list, metavar="K,...",
                    help="fp (a rejected detection), fn (a missed defect), confirmed, unsure (default: all four)")
     e.add_argument("--classes", type=_list, metavar="C,...", help="only these defect classes (default: all)")
@@ -50,7 +40,7 @@ def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
     cfg = config.get("export", {})
     try:
-        return ExportOptions(since=args.since, until=args.until, kinds=args.kinds or KINDS,
+        return ExportOptions(since=when(args.since), until=when(args.until, "--until"), kinds=args.kinds or KINDS,
                              classes=args.classes or None, formats=args.format or FORMATS,
                              replay_share=args.replay_share if args.replay_share is not None
                              else float(cfg.get("replay_share", 0.1)),

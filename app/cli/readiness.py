@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, data_dir
+from app.cli.common import WHEN_HELP, UserError, data_dir, when
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -16,24 +16,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="data readiness: training reference against production, classes, coverage, agreement")
     r.add_argument("--reference", required=True,
                    help="the training reference: a .npz from 'reference build', or 'builtin'")
-    r.add_argument("--since", metavar="T",
-                   help="only production frames from T on (source clock): 2026-01-31, 2026-01-31T08:00 (UTC) "
-                        "or seconds since 1970")
+    r.add_argument("--since", metavar="T", help="only production frames from T on (source clock): " + WHEN_HELP)
     r.add_argument("--out", type=Path, help="the HTML report to write (default: no report, with --json)")
     r.add_argument("--json", action="store_true", help="print the verdict and its reasons as one JSON object")
     r.set_defaults(func=readiness)
 
 
 def readiness(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.readiness import ReadinessError, build_report, parse_since
+    from engine.datasets.readiness import ReadinessError, build_report
 
     if args.out is None and not args.json:
         raise UserError("say where the report goes with --out report.html (or ask for --json)")
     from app.cli.credentials import require
 
+    since = when(args.since)
     require(args, "readiness", "reviewed", config, action="readiness", obj=str(args.out or ""))
     try:
-        since = parse_since(args.since) if args.since else None
         tty = sys.stderr.isatty()
 
         def progress(fraction: float, message: str) -> None:

@@ -32,7 +32,6 @@ The report is one self-contained HTML file: plots are inline SVG, example frames
 from __future__ import annotations
 
 import base64
-import calendar
 import html
 import json
 import math
@@ -146,21 +145,6 @@ def load_reference(spec: str) -> Reference:
         return Reference.load(Path(spec))
     except ReferenceError as e:
         raise ReadinessError(str(e)) from None
-
-
-def parse_since(text: str) -> float:
-    """Seconds since the epoch from ``2026-01-01``, ``2026-01-01T08:00[:00][Z]`` or a number of seconds."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            return float(calendar.timegm(time.strptime(text.rstrip("Z"), fmt)))
-        except ValueError:
-            continue
-    raise ReadinessError(f"{text!r} is not a time: use 2026-01-31, 2026-01-31T08:00 (UTC) or seconds since 1970")
 
 
 def _production_frames(data_dir: Path, since: float | None) -> list[dict[str, Any]]:

@@ -61,6 +61,21 @@ def test_export_verify_and_merge(tmp_path, capsys):
     assert main(["bundle", "verify", str(merged)]) == 0
 
 
+def test_export_reads_times_as_every_command_does(tmp_path, capsys):
+    data = tmp_path / "data"
+    _store(data)
+    out = tmp_path / "bundle"
+    # Seconds since 1970 and a time with an offset, the same period as 01:00Z to 05:00Z.
+    assert main(["--data-dir", str(data), "export", "--out", str(out), "--kinds", "fp,fn",
+                 "--since", "1767229200", "--until", "2026-01-01T06:00:00+01:00"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["filters"]["since"] == "2026-01-01T01:00:00Z" and m["filters"]["until"] == "2026-01-01T05:00:00Z"
+    capsys.readouterr()
+    assert main(["--data-dir", str(data), "export", "--out", str(tmp_path / "b"), "--since", "soon"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("inspection-station: error: --since 'soon' is not a time") and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--kinds", "unsure"], "nothing to export: no reviewed frames of kind unsure"),
     (["--classes", "bubble"], "unknown class 'bubble'"),
@@ -94,7 +109,7 @@ def test_help_says_times_are_iso_8601_utc(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "ISO 8601" in text and "UTC" in text
+    assert "ISO 8601" in text and "UTC" in text and "seconds since 1970" in text and "30m, 8h, 2d, 1w" in text
 
 
 def _can_mount_tmpfs() -> bool:

@@ -61,6 +61,10 @@ def test_since_keeps_only_later_frames(line, capsys):
     later = json.loads(capsys.readouterr().out)
     assert 0 < later["frames"] < everything
     assert later["frames"] <= 60
+    # The same moment with an offset, and as seconds since 1970: one reading of time for every command.
+    for same in ("2026-01-01T21:00+01:00", "1767297600"):
+        assert main(["--data-dir", str(data), "readiness", "--reference", str(ref), "--json", "--since", same]) == 0
+        assert json.loads(capsys.readouterr().out)["frames"] == later["frames"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -23,10 +23,10 @@ from engine.datasets.bundle import (
     agreement_summary,
     export_bundle,
     merge_bundles,
-    parse_time,
     preview,
     verify,
 )
+from engine.core.timeparse import parse_time
 from engine.storage.db import read
 from engine.monitoring.drift import BatchPoint
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview

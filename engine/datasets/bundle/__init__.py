@@ -8,9 +8,9 @@ of a bundle in :mod:`engine.datasets.bundle.export`; how a bundle is written ato
 from engine.datasets.bundle.check import BundleReader, VerifyResult, verify
 from engine.datasets.bundle.export import ExportResult, export_bundle, preview
 from engine.datasets.bundle.merge import merge_bundles
-from engine.datasets.bundle.selection import FORMATS, KINDS, BundleError, ExportOptions, agreement_summary, iso, parse_time
+from engine.datasets.bundle.selection import FORMATS, KINDS, BundleError, ExportOptions, agreement_summary, iso
 from engine.datasets.bundle.sink import Cancelled
 
 __all__ = ["FORMATS", "KINDS", "BundleError", "BundleReader", "Cancelled", "ExportOptions", "ExportResult",
-           "VerifyResult", "agreement_summary", "export_bundle", "iso", "merge_bundles", "parse_time", "preview",
+           "VerifyResult", "agreement_summary", "export_bundle", "iso", "merge_bundles", "preview",
            "verify"]

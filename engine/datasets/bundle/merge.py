@@ -19,7 +19,8 @@ from engine import __version__
 from engine.datasets.bundle import formats as fm
 from engine.datasets.bundle.check import BundleReader, verify
 from engine.datasets.bundle.export import ExportResult, Progress, agreement_rows
-from engine.datasets.bundle.selection import BundleError, FrameTruth, Label, agreement_summary, iso, parse_time
+from engine.core.timeparse import parse_time
+from engine.datasets.bundle.selection import BundleError, FrameTruth, Label, agreement_summary, iso
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
 
 

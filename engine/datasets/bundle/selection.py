@@ -43,21 +43,6 @@ class BundleError(RuntimeError):
     """A bundle cannot be made, read or merged; the message says why in one sentence."""
 
 
-def parse_time(text: str) -> float:
-    """An ISO 8601 date or date and time as seconds since the epoch; without an offset it is UTC."""
-    t = text.strip()
-    if t.endswith(("Z", "z")):
-        t = t[:-1] + "+00:00"
-    try:
-        d = datetime.fromisoformat(t)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T08:00)") \
-            from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return d.timestamp()
-
-
 def iso(t: float | None) -> str | None:
     if t is None:
         return None
