@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import json
 import time
@@ -338,30 +337,11 @@ def export(data_dir: Path, out: Path, fmt: str | None = None, generated_by: str 
 
 
 def _html(rows: list[dict[str, Any]], verdict: Verdict, generated_by: str) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in EXPORT_COLUMNS)
-    body = "\n".join("<tr>" + "".join(f"<td>{e('' if r.get(c) is None else str(r.get(c)))}</td>"
-                                      for c in EXPORT_COLUMNS) + "</tr>" for r in rows)
-    status = "intact" if verdict.ok else "BROKEN"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Audit trail</title>
-<style>
-body {{ font-family: sans-serif; font-size: 9pt; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ border: 1px solid #888; padding: 2px 4px; vertical-align: top; word-break: break-all; }}
-th {{ background: #eee; }}
-.broken {{ color: #b00; font-weight: bold; }}
-@media print {{ @page {{ size: A4 landscape; margin: 10mm; }} tr {{ page-break-inside: avoid; }} }}
-</style></head><body>
-<h1>Audit trail</h1>
-<p>Generated {e(utc_text(time.time()))}{' by ' + e(generated_by) if generated_by else ''};
-{len(rows)} entries. Chain: <span class="{'ok' if verdict.ok else 'broken'}">{status}</span> —
-{e(verdict.sentence())}.</p>
-<p>Each entry's hash is the SHA-256 of the previous entry's hash followed by the canonical JSON of its fields.</p>
-<table><thead><tr>{head}</tr></thead><tbody>
-{body}
-</tbody></table></body></html>
-"""
+    from engine.reports import render
+
+    return render("audit.html.j2", rows=[{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows],
+                  columns=EXPORT_COLUMNS, ok=verdict.ok, sentence=verdict.sentence(),
+                  generated=utc_text(time.time()), generated_by=generated_by)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -225,7 +225,7 @@ def test_export_writes_a_printable_record_and_a_csv(populated, tmp_path):
     html_file = tmp_path / "trail.html"
     v = audit.export(path, html_file, generated_by="Ada Admin")
     text = html_file.read_text()
-    assert v.ok and "<table>" in text and "sign_in_failed" in text and "intact" in text and "Ada Admin" in text
+    assert v.ok and "<table class=\"trail\">" in text and "sign_in_failed" in text and "intact" in text and "Ada Admin" in text
     assert text.count("<tr>") == v.entries + 1
     csv_file = tmp_path / "trail.csv"
     audit.export(path, csv_file)
