@@ -23,7 +23,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def readiness(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.readiness import ReadinessError, build_report
+    from engine.datasets.readiness import ReadinessError
+    from engine.datasets.readiness_report import build_report
 
     if args.out is None and not args.json:
         raise UserError("say where the report goes with --out report.html (or ask for --json)")

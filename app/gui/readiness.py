@@ -34,7 +34,8 @@ class ReportWorker(Worker):
         self.cancel = threading.Event()
 
     def run(self) -> None:
-        from engine.datasets.readiness import ReadinessCancelled, ReadinessError, build_report
+        from engine.datasets.readiness import ReadinessCancelled, ReadinessError
+        from engine.datasets.readiness_report import build_report
 
         try:
             result = build_report(self.reference, self.data_dir, self.out, None, self.config,

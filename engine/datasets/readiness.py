@@ -26,16 +26,14 @@ own clock); the agreement figures count the decisions made since then (UTC). Onl
 never invented ones: a statistic with fewer than ``readiness_min_frames`` production values gets no PSI, and
 novelty counts only frames that were measured against this very reference.
 
-The report is one self-contained HTML file: plots are inline SVG, example frames base64 PNG.
+The report (:mod:`engine.datasets.readiness_report`) is one self-contained HTML file: plots are inline SVG,
+example frames base64 PNG.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,7 +45,6 @@ import numpy as np
 
 from engine.monitoring.charts import psi
 from engine.storage.db import DB_NAME, read
-from engine.core.files import write_atomic
 from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS
 
@@ -328,7 +325,7 @@ def _agreement(data_dir: Path, since: float | None) -> dict[str, Any] | None:
     return dict(summary_from_store(data_dir, since, None))
 
 
-def _kappa(agreement: dict[str, Any]) -> float | None:
+def agreement_kappa(agreement: dict[str, Any]) -> float | None:
     """The kappa the verdict uses: Fleiss' (three or more raters per item), else the mean pairwise Cohen's."""
     for key in ("kappa", "fleiss", "mean_cohen"):
         v = agreement.get(key)
@@ -348,7 +345,7 @@ def _tolerance(name: str, reference: Reference, config: dict[str, Any] | None) -
     return (hi - lo) / 2 if math.isfinite(hi - lo) else 0.0
 
 
-def _check(cancel: threading.Event | None) -> None:
+def raise_if_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise ReadinessCancelled("the readiness report was cancelled")
 
@@ -365,7 +362,7 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
     if not frames:
         when = f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(since))} UTC" if since is not None else ""
         raise ReadinessError(f"no production frames are stored in {data_dir}{when}; review some frames first")
-    _check(cancel)
+    raise_if_cancelled(cancel)
     labels = _labels(data_dir, {f["id"] for f in frames})
     reasons: list[str] = []
     notes: list[str] = []
@@ -416,13 +413,13 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
         if share > th.novel_share_max:
             reasons.append(f"Production differs from the training data: {share:.0%} of production frames are unlike "
                            f"any reference frame (novelty above 1; at most {th.novel_share_max:.0%} allowed).")
-    _check(cancel)
+    raise_if_cancelled(cancel)
 
     # --- classes
     say(0.3, "training class mix")
     train_counts, ref_examples, how = _sim_reference_truth(reference)
     notes.append(how[0].upper() + how[1:] + ".")
-    _check(cancel)
+    raise_if_cancelled(cancel)
     prod_counts: dict[str, int] = {}
     corrected: dict[str, int] = {}
     rejected: dict[str, int] = {}
@@ -478,7 +475,7 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
         if c["share"] >= th.condition_min_share and c["feedback_frames"] < th.min_frames_per_condition:
             reasons.append(f"Only {c['feedback_frames']} labelled frames cover {c['dimension']} '{c['band']}', "
                            f"{c['share']:.0%} of production; at least {th.min_frames_per_condition} are needed.")
-    _check(cancel)
+    raise_if_cancelled(cancel)
 
     # --- agreement
     say(0.55, "annotator agreement")
@@ -487,7 +484,7 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
         if th.require_agreement:
             reasons.append("Annotator agreement has not been measured, so the labels' reliability is unknown.")
     else:
-        k = _kappa(agreement)
+        k = agreement_kappa(agreement)
         raters = agreement.get("raters") or []
         if k is None:
             if th.require_agreement:
@@ -571,312 +568,3 @@ def _production_examples(data_dir: Path, frames: list[dict[str, Any]], novelty_m
         out.append({"label": f"production: {label}", "png": _thumbnail(image, f["detections"]),
                     "caption": "; ".join(bits)})
     return out
-
-
-# ------------------------------------------------------------------------------ the HTML report
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d1d1f;margin:24px auto;max-width:1100px;padding:0 16px}
-h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
-.verdict{padding:14px 18px;border-radius:6px;margin:14px 0;border:2px solid}
-.ready{background:#e8f6ec;border-color:#2e7d32}.notready{background:#fdecea;border-color:#c62828}
-.verdict b{font-size:20px}.verdict ul{margin:6px 0 0 0}
-table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
-th{background:#f0f0f0}td.l,th.l{text-align:left}.bad{background:#f9d6d2}.ok{background:#dcefdc}
-.grid{display:flex;flex-wrap:wrap;gap:10px}.fig{border:1px solid #ddd;padding:4px;break-inside:avoid;page-break-inside:avoid}
-.fig img{display:block;width:320px;height:auto}.cap{font-size:12px;color:#444;max-width:320px}
-.muted{color:#666}
-@media print{body{margin:0;max-width:none}h2{break-after:avoid}.verdict{break-inside:avoid}}
-"""
-_REF_COLOUR = "#9e9e9e"
-_PROD_COLOUR = "#1565c0"
-
-
-def _fmt(v: float) -> str:
-    a = abs(v)
-    if a == 0:
-        return "0"
-    if a >= 1000:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 0.01:
-        return f"{v:.3f}"
-    return f"{v:.1e}"
-
-
-def svg_histogram(s: StatisticShift, psi_max: float, width: int = 250, height: int = 120) -> str:
-    """Reference (grey bars) and production (blue outline) shares of one statistic on shared bins."""
-    e = html.escape
-    top, bottom, left, right = 18, 18, 4, 4
-    pw, ph = width - left - right, height - top - bottom
-    m = max(s.reference_share + s.production_share + [1e-9])
-    nb = len(s.reference_share)
-    bw = pw / max(1, nb)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(s.name)} histogram">',
-             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>']
-    for i, v in enumerate(s.reference_share):
-        hgt = ph * v / m
-        parts.append(f'<rect x="{left + i * bw:.1f}" y="{top + ph - hgt:.1f}" width="{max(0.5, bw - 0.6):.1f}" '
-                     f'height="{hgt:.1f}" fill="{_REF_COLOUR}" fill-opacity="0.55"/>')
-    if s.production_share:
-        pts = []
-        for i, v in enumerate(s.production_share):
-            y = top + ph - ph * v / m
-            pts += [f"{left + i * bw:.1f},{y:.1f}", f"{left + (i + 1) * bw:.1f},{y:.1f}"]
-        parts.append(f'<polyline points="{left:.1f},{top + ph:.1f} {" ".join(pts)} {left + pw:.1f},{top + ph:.1f}" '
-                     f'fill="none" stroke="{_PROD_COLOUR}" stroke-width="1.6"/>')
-    parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333" stroke-width="0.8"/>')
-    if s.psi is None:
-        label, colour = "PSI: too few frames", "#666"
-    else:
-        label, colour = f"PSI {s.psi:.3f}", "#c62828" if s.psi > psi_max else "#2e7d32"
-    parts.append(f'<text x="{left}" y="12" font-size="12" font-family="sans-serif" font-weight="bold">{e(s.name)}</text>')
-    parts.append(f'<text x="{width - right}" y="12" font-size="11" font-family="sans-serif" text-anchor="end" '
-                 f'fill="{colour}">{e(label)}</text>')
-    if s.plot_edges:
-        parts.append(f'<text x="{left}" y="{height - 4}" font-size="10" font-family="sans-serif" fill="#444">'
-                     f'{e(_fmt(s.plot_edges[0]))}</text>')
-        parts.append(f'<text x="{width - right}" y="{height - 4}" font-size="10" font-family="sans-serif" '
-                     f'text-anchor="end" fill="#444">{e(_fmt(s.plot_edges[-1]))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def svg_classes(names: list[str], training: dict[str, int] | None, production: dict[str, int],
-                width: int = 520, height: int = 200) -> str:
-    """Class shares side by side: training (grey) and production feedback (blue)."""
-    e = html.escape
-    top, bottom, left = 16, 34, 40
-    pw, ph = width - left - 10, height - top - bottom
-    tt = sum((training or {}).values()) or 0
-    pt = sum(production.values()) or 0
-    group = pw / max(1, len(names))
-    bw = group * 0.32
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
-             f' role="img" aria-label="class mix"><rect width="{width}" height="{height}" fill="#fff"/>']
-    for frac in (0, 0.25, 0.5, 0.75, 1.0):
-        y = top + ph - ph * frac
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
-                     f'font-family="sans-serif">{frac:.0%}</text>')
-    for i, c in enumerate(names):
-        x = left + i * group + group * 0.15
-        for j, (counts, total, colour) in enumerate(((training or {}, tt, _REF_COLOUR), (production, pt, _PROD_COLOUR))):
-            if not total:
-                continue
-            share = counts.get(c, 0) / total
-            hgt = ph * share
-            bx = x + j * (bw + 4)
-            parts.append(f'<rect x="{bx:.1f}" y="{top + ph - hgt:.1f}" width="{bw:.1f}" height="{hgt:.1f}" '
-                         f'fill="{colour}"/><text x="{bx + bw / 2:.1f}" y="{top + ph - hgt - 3:.1f}" font-size="10"'
-                         f' text-anchor="middle" font-family="sans-serif">{share:.0%}</text>')
-        parts.append(f'<text x="{x + bw + 2:.1f}" y="{top + ph + 14}" font-size="12" text-anchor="middle" '
-                     f'font-family="sans-serif">{e(c)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def svg_novelty(values: list[float], width: int = 520, height: int = 140) -> str:
-    """Novelty of production frames against the reference, with the limit of 1 marked."""
-    v = np.log10(np.clip(np.asarray(values, float), 1e-3, 1e4))
-    edges = np.linspace(-2, max(1.0, float(v.max()) + 0.1), 41)
-    c, _ = np.histogram(np.clip(v, edges[0], edges[-1]), edges)
-    top, bottom, left = 10, 30, 10
-    pw, ph = width - 2 * left, height - top - bottom
-    m = max(1, c.max())
-    bw = pw / len(c)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
-             f' role="img" aria-label="novelty"><rect width="{width}" height="{height}" fill="#fff"/>']
-    for i, n in enumerate(c):
-        hgt = ph * n / m
-        novel = edges[i] >= 0
-        parts.append(f'<rect x="{left + i * bw:.1f}" y="{top + ph - hgt:.1f}" width="{bw - 0.8:.1f}" height="{hgt:.1f}"'
-                     f' fill="{"#c62828" if novel else _PROD_COLOUR}"/>')
-    x1 = left + pw * (0 - edges[0]) / (edges[-1] - edges[0])
-    parts.append(f'<line x1="{x1:.1f}" y1="{top}" x2="{x1:.1f}" y2="{top + ph}" stroke="#000" stroke-dasharray="4 3"/>')
-    for val in (0.01, 0.1, 1, 10, 100, 1000):
-        lv = math.log10(val)
-        if edges[0] <= lv <= edges[-1]:
-            x = left + pw * (lv - edges[0]) / (edges[-1] - edges[0])
-            parts.append(f'<text x="{x:.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle" '
-                         f'font-family="sans-serif">{val:g}</text>')
-    parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 3}" font-size="11" text-anchor="middle" '
-                 f'font-family="sans-serif">novelty (log scale; above 1 = unlike any reference frame)</text></svg>')
-    return "".join(parts)
-
-
-def render_html(r: Readiness) -> str:
-    e = html.escape
-    th = r.thresholds
-    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-           "<title>Data readiness report</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>Data readiness report</h1>",
-           f"<div class='muted'>made {e(r.created_utc)}; reference <code>{e(r.reference['id'][:16])}</code>; "
-           f"production in <code>{e(r.production['data_dir'])}</code></div>"]
-    cls = "ready" if r.ready else "notready"
-    out.append(f"<div class='verdict {cls}'><b>Verdict: {e(r.verdict.upper())}</b>")
-    if r.reasons:
-        out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in r.reasons) + "</ul>")
-    else:
-        out.append("<div>Every rule below is met.</div>")
-    out.append("</div>")
-    if r.notes:
-        out.append("<ul class='muted'>" + "".join(f"<li>{e(x)}</li>" for x in r.notes) + "</ul>")
-
-    # what was compared
-    p, ref = r.production, r.reference
-    span = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(p['first']))} to "
-            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(p['last']))} UTC (source clock)")
-    out.append("<h2>What is compared</h2><table>")
-    rows = [("Training reference", f"{ref['id']}"), ("built from", f"{ref['source']} ({ref['frames']} frames, "
-                                                                    f"{ref['size']}, {ref['detector'] or 'no detector'})"),
-            ("Production", f"{p['frames']} stored frames, {p['feedback_frames']} with operator feedback "
-                           f"({p['decisions']} decisions)"),
-            ("period", span), ("sources", ", ".join(p["sources"])),
-            ("frame sizes", ", ".join(f"{k}: {v}" for k, v in p["frame_sizes"].items())),
-            ("trend minutes recorded", str(p["trend_minutes"]))]
-    out += [f"<tr><th class='l'>{e(a)}</th><td class='l'>{e(b)}</td></tr>" for a, b in rows]
-    out.append("</table>")
-
-    # statistics
-    out.append("<h2>Every statistic: training reference against production</h2>")
-    out.append(f"<p>Population stability index on ten bins at the reference's deciles, none narrower than "
-               f"{th.psi_bin_tolerance:g} x the statistic's drift tolerance; above {th.psi_max:g} the "
-               f"production data differs from the training data. <span style='color:"
-               f"{_REF_COLOUR}'>&#9632;</span> reference (bars), <span style='color:{_PROD_COLOUR}'>&#9632;</span> "
-               "production (outline).</p>")
-    out.append("<div class='grid'>" + "".join(f"<div class='fig'>{svg_histogram(s, th.psi_max)}</div>"
-                                              for s in r.statistics) + "</div>")
-    out.append("<table><tr><th class='l'>statistic</th><th>reference mean</th><th>production mean</th>"
-               "<th>frames (ref / prod)</th><th>PSI</th></tr>")
-    for s in r.statistics:
-        bad = s.psi is not None and s.psi > th.psi_max
-        psi_txt = "too few frames" if s.psi is None else f"{s.psi:.3f}"
-        pm = "-" if s.production_mean is None else _fmt(s.production_mean)
-        out.append(f"<tr><td class='l'>{e(s.name)}</td><td>{_fmt(s.reference_mean)}</td><td>{pm}</td>"
-                   f"<td>{s.reference_n} / {s.production_n}</td><td class='{'bad' if bad else 'ok'}'>{psi_txt}</td></tr>")
-    out.append("</table>")
-    nov = p.get("novelty") or {}
-    if nov.get("measured"):
-        out.append(f"<h3>Novelty</h3><p>{nov['novel_share']:.1%} of {nov['frames']} production frames lie beyond the "
-                   f"reference's 99.9 % quantile (at most {th.novel_share_max:.0%} allowed).</p>"
-                   f"<div class='fig'>{svg_novelty(nov['values'])}</div>")
-
-    # classes
-    c = r.classes
-    out.append("<h2>Class distribution: training against production feedback</h2>")
-    src = c["training_source"]
-    out.append(f"<p class='muted'>{e(src[:1].upper() + src[1:])}. Production: defects the operators confirmed, re-classed "
-               "or drew (missed by the model).</p>")
-    out.append(f"<p><span style='color:{_REF_COLOUR}'>&#9632;</span> training, <span style='color:{_PROD_COLOUR}'>"
-               "&#9632;</span> production feedback: each class's share.</p>")
-    out.append(f"<div class='fig'>{svg_classes(c['names'], c['training'], c['production'])}</div>")
-    out.append("<table><tr><th class='l'>class</th><th>training boxes</th><th>labelled in production</th>"
-               "<th>of which corrected</th><th>model detections rejected</th></tr>")
-    for n in c["names"]:
-        few = c["production"].get(n, 0) < th.min_examples_per_class
-        tr = "-" if c["training"] is None else str(c["training"].get(n, 0))
-        out.append(f"<tr><td class='l'>{e(n)}</td><td>{tr}</td><td class='{'bad' if few else 'ok'}'>"
-                   f"{c['production'].get(n, 0)}</td><td>{c['corrected'].get(n, 0)}</td>"
-                   f"<td>{c['rejected'].get(n, 0)}</td></tr>")
-    out.append("</table>")
-    if "psi" in c:
-        out.append(f"<p>Class mix PSI: {c['psi']:.3f} (at most {th.class_psi_max:g}).</p>")
-
-    # coverage
-    out.append("<h2>Feedback coverage by class and condition</h2>")
-    out.append("<p class='muted'>Brightness and focus bands: below, within or above the reference's 1st-99th "
-               "percentiles (at least the drift tolerance wide). Product: novelty against this reference. Simulated conditions come from the "
-               "simulator's ground truth of each frame.</p>")
-    out.append("<table><tr><th class='l'>condition</th><th class='l'>band</th><th>share of production</th>"
-               "<th>labelled frames</th>" + "".join(f"<th>{e(n)}</th>" for n in c["names"]) + "</tr>")
-    for row in r.coverage:
-        need = row["share"] >= th.condition_min_share
-        bad = need and row["feedback_frames"] < th.min_frames_per_condition
-        cells = "".join(f"<td class='{'bad' if need and row['classes'].get(n, 0) == 0 else ''}'>"
-                        f"{row['classes'].get(n, 0)}</td>" for n in c["names"])
-        out.append(f"<tr><td class='l'>{e(row['dimension'])}</td><td class='l'>{e(row['band'])}</td>"
-                   f"<td>{row['share']:.1%}</td><td class='{'bad' if bad else ''}'>{row['feedback_frames']}</td>"
-                   f"{cells}</tr>")
-    out.append("</table>")
-
-    # agreement
-    out.append("<h2>Annotator agreement</h2>")
-    if r.agreement is None:
-        out.append("<p><b>agreement: not measured</b></p>")
-    else:
-        k = _kappa(r.agreement)
-        out.append(f"<p>kappa: <b>{'not measured' if k is None else f'{k:.3f}'}</b> (at least {th.min_kappa:g}; "
-                   "Fleiss' kappa where three or more operators rated a detection, else the mean pairwise Cohen's)"
-                   "</p>")
-        out.append("<table>" + "".join(f"<tr><th class='l'>{e(str(a))}</th><td class='l'>{e(_short(b))}</td></tr>"
-                                       for a, b in r.agreement.items()) + "</table>")
-
-    # examples
-    if r.examples:
-        out.append("<h2>Example frames</h2><p class='muted'>Reference frames show the simulator's true defects; "
-                   "production frames show the model's detections as the operators saw them.</p><div class='grid'>")
-        for x in r.examples:
-            b64 = base64.b64encode(x["png"]).decode()
-            out.append(f"<div class='fig'><img alt='{e(x['label'])}' src='data:image/png;base64,{b64}'>"
-                       f"<div class='cap'><b>{e(x['label'])}</b><br>{e(x['caption'])}</div></div>")
-        out.append("</div>")
-
-    # rules
-    out.append("<h2>The rules</h2><table>")
-    rules = [("statistics", f"each statistic's PSI at most {th.psi_max:g}, on at least {th.min_frames} production frames"),
-             ("novelty", f"at most {th.novel_share_max:.0%} of production frames with novelty above 1"),
-             ("feedback", f"at least {th.min_feedback_frames} production frames with operator feedback"),
-             ("classes", f"at least {th.min_examples_per_class} labelled examples of each class; class mix PSI at most "
-                         f"{th.class_psi_max:g}"),
-             ("conditions", f"at least {th.min_frames_per_condition} labelled frames in every condition band holding "
-                            f"{th.condition_min_share:.0%} or more of production"),
-             ("agreement", f"kappa at least {th.min_kappa:g}" + (" and measured" if th.require_agreement else "")),
-             ("frame size", "production frames the size of the reference's")]
-    out += [f"<tr><th class='l'>{e(a)}</th><td class='l'>{e(b)}</td></tr>" for a, b in rules]
-    out.append("</table><p class='muted'>Thresholds: <code>[agreement] readiness_*</code> in the configuration.</p>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-def _short(v: Any) -> str:
-    if v is None:
-        return "not measured"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    text = ", ".join(map(str, v)) if isinstance(v, list) else json.dumps(v) if not isinstance(v, str) else v
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def write_report(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    if path.is_dir():
-        raise ReadinessError(f"{path} is a folder; name the report file")
-    try:
-        write_atomic(path, text)
-    except OSError as e:
-        raise ReadinessError(f"the report cannot be written to {path}: {e.strerror or e}") from None
-    return path
-
-
-def build_report(reference: str, data_dir: Path, out: Path | None, since: float | None = None,
-                 config: dict[str, Any] | None = None, progress: Callable[[float, str], None] | None = None,
-                 cancel: threading.Event | None = None) -> Readiness:
-    """Load the reference (``builtin`` or a path), assess production, and write the HTML report to ``out``."""
-    if out is not None:
-        parent = Path(out).resolve().parent
-        if not parent.is_dir():
-            raise ReadinessError(f"the folder {parent} for the report does not exist")
-        if Path(out).is_dir():
-            raise ReadinessError(f"{out} is a folder; name the report file")
-        if not os.access(parent, os.W_OK):
-            raise ReadinessError(f"the report cannot be written to {parent} (read-only or no permission)")
-    ref = load_reference(reference)
-    result = assess(ref, data_dir, since, config, progress, cancel)
-    if out is not None:
-        _check(cancel)
-        write_report(Path(out), render_html(result))
-    return result

@@ -11,6 +11,7 @@ import threading
 
 import cv2
 import numpy as np
+from markupsafe import escape
 import pytest
 
 from app.cli import main
@@ -26,11 +27,10 @@ from engine.datasets.readiness import (
     _psi_bins,
     _sim_reference_truth,
     assess,
-    build_report,
     load_reference,
-    render_html,
     statistic_shift,
 )
+from engine.datasets.readiness_report import build_report, render_html
 from engine.review.router import OracleReviewer
 
 SIZE = "width=320&height=256"
@@ -145,7 +145,7 @@ def test_the_report_is_one_self_contained_file_with_plots_and_frames(line, tmp_p
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert "Verdict: NOT READY" in text
     for reason in r.reasons:
-        assert reason.replace("'", "&#x27;") in text
+        assert str(escape(reason)) in text
     assert text.count("<svg") >= 18 + 2  # every statistic, the class mix, the novelty
     assert not re.search(r"(src|href)=['\"]?(https?:|file:|/)", text)  # nothing outside the file
     pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
