@@ -45,7 +45,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.calibration.lens import CalibrationError, Pattern, calibrate_images, compare_profiles, image_files
-    from engine.calibration.recalibration import latest_lens_profile, save_lens_profile
+    from engine.calibration.station_files import latest_lens_profile, save_lens_profile
 
     cal = config.get("calibration", {})
     if args.pattern is not None:
@@ -111,14 +111,9 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Every step in order on ``--source``, overrides applied, then the commit; one JSON object or a summary."""
     from engine.inference import ModelError, load_detector
-    from engine.calibration.recalibration import (
-        STEPS,
-        Recalibration,
-        RecalibrationError,
-        load_references,
-        run_step,
-        simulated_nominal_profile,
-    )
+    from engine.calibration.recalibration import STEPS, Recalibration, RecalibrationError
+    from engine.calibration.recalibration_commit import commit
+    from engine.calibration.recalibration_run import load_references, run_step, simulated_nominal_profile
     from engine.sources import SourceError, open_source
 
     if not args.who:
@@ -152,7 +147,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
                 print(f"{st.title:<22} {st.status.upper():<5} {st.summary}")
         for step, text in overrides.items():
             s.override(step, text, args.who)
-        result = s.commit(keep_reference=args.keep_reference)
+        result = commit(s, keep_reference=args.keep_reference)
     except (RecalibrationError, SourceError, ValueError) as e:
         raise UserError(str(e)) from None
     finally:

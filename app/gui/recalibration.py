@@ -26,17 +26,10 @@ from urllib.parse import parse_qsl, urlencode
 import cv2
 from PySide6 import QtCore, QtGui
 
-from engine.calibration.recalibration import (
-    REASONS,
-    SHOWS,
-    TITLES,
-    Recalibration,
-    RecalibrationError,
-    active_campaign,
-    load_references,
-    request_show,
-    simulated_nominal_profile,
-)
+from engine.calibration.recalibration import REASONS, SHOWS, TITLES, Recalibration, RecalibrationError
+from engine.calibration import recalibration_commit
+from engine.calibration.recalibration_run import load_references, request_show, simulated_nominal_profile
+from engine.calibration.station_files import active_campaign
 from app.gui.tasks import Relay
 from widgets.recalibration_wizard import RecalibrationWizard
 
@@ -282,7 +275,7 @@ class RecalibrationController(QtCore.QObject):
             return
         try:
             with self._lock:
-                r = self.session.commit(keep_reference=keep)
+                r = recalibration_commit.commit(self.session, keep_reference=keep)
         except (RecalibrationError, OSError, RuntimeError) as e:
             self._relay.post(self.failed.emit, str(e))
             return

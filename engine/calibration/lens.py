@@ -441,3 +441,27 @@ def draw_view(image: np.ndarray, view: View | None, pattern: Pattern, coverage: 
             for x, y in view.image_points.reshape(-1, 2):
                 cv2.circle(out, (int(x), int(y)), 3, (0, 255, 0), -1)
     return out
+
+
+def rough_tilt(view: View, w: int, h: int, previous: LensProfile | None = None) -> float:
+    """The target's tilt in degrees, with the previous lens (or a guess) standing in for the one being solved."""
+    p = previous
+    if p is not None and (p.width, p.height) == (w, h):
+        K, dist = p.matrix, np.asarray(p.dist, np.float64)
+    else:
+        f = 1.5 * max(w, h)
+        K, dist = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]), np.zeros(5)
+    ok, rvec, _ = cv2.solvePnP(view.object_points, view.image_points, K, dist)
+    return tilt_deg(rvec) if ok else 0.0
+
+
+def pose_key(view: View, w: int, h: int) -> np.ndarray:
+    """Where the target is, how big, how turned and how foreshortened: views too alike add nothing."""
+    pts = view.image_points.reshape(-1, 2)
+    c = pts.mean(0)
+    hull = cv2.convexHull(pts.astype(np.float32))
+    area = float(cv2.contourArea(hull))
+    rect = cv2.minAreaRect(pts.astype(np.float32))
+    (rw, rh) = rect[1]
+    return np.array([c[0] / w, c[1] / h, math.sqrt(max(area, 1.0)) / math.hypot(w, h),
+                     (rect[2] % 90) / 90.0, area / max(1.0, rw * rh)])

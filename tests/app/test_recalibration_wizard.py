@@ -157,7 +157,7 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     pages = list(report.glob("recalibration-*.html"))
     assert len(pages) == 1 and str(pages[0]) == result["report"]
     text = pages[0].read_text()
-    assert "retraining requested" in text and text.count("data:image/png;base64,") >= 6
+    assert "retraining requested" in text and text.count("data:image/png;base64,") >= 4 and text.count("<svg") >= 3
     events = read(data_dir, "SELECT * FROM station_events WHERE kind = 'recalibration'")
     assert len(events) == 1 and "lens replacement by ann" in events[0]["detail"]
     station = json.loads((data_dir / "station.json").read_text())

@@ -12,16 +12,10 @@ from engine.core.config import default_config
 from engine.storage.db import read
 from engine.inference import load_detector
 from engine.monitoring.drift import DriftMonitor, measurers_for
-from engine.calibration.recalibration import (
-    MAX_STALLED_READS,
-    Campaign,
-    Recalibration,
-    RecalibrationError,
-    active_campaign,
-    latest_lens_profile,
-    run_step,
-    simulated_nominal_profile,
-)
+from engine.calibration.recalibration import Recalibration, RecalibrationError
+from engine.calibration.recalibration_commit import commit
+from engine.calibration.recalibration_run import MAX_STALLED_READS, run_step, simulated_nominal_profile
+from engine.calibration.station_files import Campaign, active_campaign, latest_lens_profile
 from engine.monitoring.reference import Reference
 from engine.review.router import ReviewRouter, RouterConfig
 from engine.simulation.line import LENS_CHANGE_AT, REPLACEMENT_LENS, Camera
@@ -94,14 +88,14 @@ def test_scripted_lens_change_blocks_on_failed_checks_then_commits_with_override
     # Mandatory failures block the finish.
     assert set(s.blocking()) == {"focus", "golden"}
     with pytest.raises(RecalibrationError, match="focus, golden parts failed"):
-        s.commit()
+        commit(s)
     assert latest_lens_profile(data_dir) is None and not (data_dir / "reports").exists()
     with pytest.raises(RecalibrationError, match="reason for the override"):
         s.override("focus", "ok", "ann")
     s.override("focus", "the replacement lens has a fixed focus; supplier confirms", "ann")
     assert s.blocking() == ["golden"]
     s.override("golden", "golden parts checked by eye; retraining requested", "bob")
-    result = s.commit(keep_reference=False)
+    result = commit(s, keep_reference=False)
 
     # The lens profile, the new reference made the station's own, the event, the campaign and the report.
     profile = latest_lens_profile(data_dir)
@@ -118,7 +112,8 @@ def test_scripted_lens_change_blocks_on_failed_checks_then_commits_with_override
     assert record["overrides"]["golden"]["reason"].startswith("golden parts checked by eye")
     assert record["overrides"]["golden"]["who"] == "bob"
     page = result.report_path.read_text()
-    assert page.count("data:image/png;base64,") >= 6  # before/after images and figures, embedded
+    assert page.count("data:image/png;base64,") >= 4  # before/after images, embedded
+    assert page.count("<svg") >= 3  # distortion, reprojection error, domain shift: inline SVG
     assert "supplier confirms" in page and "OVERRIDDEN" in page.upper()
     campaign = active_campaign(data_dir)
     assert campaign is not None and campaign.every_n == 10
@@ -133,7 +128,7 @@ def test_keeping_the_old_reference_changes_nothing_about_drift(data_dir, detecto
     s.set_reason("refocus", "ann")
     assert run_step(s, src, "geometry").status == "pass"
     assert s.blocking() == []  # the other checks are advisory here and were not run
-    result = s.commit(keep_reference=True)
+    result = commit(s, keep_reference=True)
     assert result.reference_path is None and not (data_dir / "station.json").exists()
     assert json.loads(result.record_path.read_text())["reference"]["kept"] is True
 
