@@ -65,10 +65,14 @@ fi
 grep -qE '"frames": ?50' "$tmp/summary" || fail "the headless run did not process 50 frames"
 [ "$(grep -cE '"type": ?"frame"' "$tmp/frames.jsonl")" -eq 50 ] || fail "not 50 frame records"
 
-say "smoke test 3/4: doctor"
+say "smoke test 3/4: doctor and a report"
 "$OLDPWD/$EXE" doctor --data-dir "$tmp/data" --min-free-gb 0 | tee "$tmp/doctor" || true
 grep -q '^OK    Qt platform\|^WARN  Qt platform' "$tmp/doctor" || fail "Qt does not start in the frozen build"
 grep -q '^FAIL' "$tmp/doctor" && fail "doctor reports a failure in the frozen build"
+# A report from the shipped templates and stylesheet (resources/reports, collected as data by the spec).
+"$OLDPWD/$EXE" audit export --data-dir "$tmp/data" --out "$tmp/audit.html" || fail "the audit report was not written"
+grep -q '<style>' "$tmp/audit.html" && grep -q 'Audit trail' "$tmp/audit.html" \
+    || fail "the audit report lacks its template or stylesheet"
 
 say "smoke test 4/4: the window, offscreen, up to READY=1 and WATCHDOG=1"
 "$OLDPWD/$PY" - "$OLDPWD/$EXE" "$tmp" <<'EOF'

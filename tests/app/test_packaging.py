@@ -126,3 +126,17 @@ def test_frozen_build_script_and_spec_are_in_place():
     assert (PACKAGING / "inspection-station.spec").exists()
     r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_report_templates_ship_in_the_wheel_and_the_frozen_build():
+    import fnmatch
+    import tomllib
+
+    shipped = sorted(p.relative_to(ROOT / "resources").as_posix() for p in (ROOT / "resources" / "reports").iterdir())
+    assert "reports/report.css" in shipped and "reports/base.html.j2" in shipped
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["resources"]
+    spec = (PACKAGING / "inspection-station.spec").read_text()
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not package data"
+        assert any(fnmatch.fnmatch(name, p) for p in ("reports/*.j2", "reports/*.css")) and '"reports/*.j2"' in spec
+    assert '"reports/*.css"' in spec and "audit export" in (PACKAGING / "build-frozen.sh").read_text()
