@@ -19,7 +19,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "export", parents=[common], help="write a feedback bundle for retraining (images, COCO, YOLO, decisions)",
         description="Write the reviewed frames, their corrected truth, the model's predictions, every decision, "
                     "the drift statistics and events of the period as one bundle, with a manifest and SHA256SUMS. "
-                    "Times are on the frames' source clock: " + WHEN_HELP + "; --since is inclusive, --until exclusive.")
+                    "Times are on the frames' source clock: " + WHEN_HELP
+                    + "; --since is inclusive, --until exclusive.")
     e.add_argument("--out", type=Path, required=True, metavar="PATH",
                    help="the bundle folder to create (with --zip: the ZIP file); it must not exist")
     e.add_argument("--since", metavar="T", help="frames from this time on")

@@ -146,7 +146,8 @@ def render_html(r: Readiness) -> str:
     for row in r.coverage:
         need = row["share"] >= th.condition_min_share
         coverage.append({"dimension": row["dimension"], "band": row["band"], "share": f"{row['share']:.1%}",
-                         "frames": row["feedback_frames"], "bad": need and row["feedback_frames"] < th.min_frames_per_condition,
+                         "frames": row["feedback_frames"],
+                         "bad": need and row["feedback_frames"] < th.min_frames_per_condition,
                          "classes": [(row["classes"].get(n, 0), need and row["classes"].get(n, 0) == 0)
                                      for n in c["names"]]})
     agreement = None

@@ -31,8 +31,8 @@ class ReviewRouter:
         self._rng = random.Random(seed)
         self._times: deque[float] = deque()
         self.capped = 0
-        # A data collection campaign (engine.calibration.station_files.Campaign: ``take()`` counts a frame and says whether
-        # it is collected), opened when the model meets images unlike its training data.
+        # A data collection campaign (engine.calibration.station_files.Campaign: ``take()`` counts a frame and says
+        # whether it is collected), opened when the model meets images unlike its training data.
         self.campaign: Any = None
 
     def reason(self, scores: list[float], measurements: dict[str, Any], now: float | None = None) -> str | None:
