@@ -45,7 +45,7 @@ def _range(values: Sequence[float], pad: float = 0.05) -> tuple[float, float]:
 def _axes(c: Chart, xlabel: str, ylabel: str = "") -> Chart:
     c.frame()
     c.xticks([(t, f"{t:g}") for t in ticks(c.x0, c.x1)], xlabel)
-    c.yticks([(t, f"{t:g}") for t in ticks(c.y0, c.y1, 4)], ylabel)
+    c.yticks([(t, f"{t:g}") for t in ticks(c.y0, c.y1, 6)], ylabel)
     return c
 
 
