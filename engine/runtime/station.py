@@ -119,7 +119,8 @@ class ReviewSession:
 
     Drive it from one thread. :attr:`changed` announces, on that thread, what changed: ``"frozen"`` (a new frame
     is held), ``"live"`` (back to live), ``"selection"`` (selection or per-detection states), ``"saving"``,
-    ``"saved"``, ``"failed"`` (with a sentence) and ``"draw_class"``, as ``changed(what, detail)``."""
+    ``"saved"``, ``"refused"`` (a decision that cannot be made, with a sentence), ``"failed"`` (a decision not
+    stored, with a sentence) and ``"draw_class"``, as ``changed(what, detail)``."""
 
     def __init__(self, station: Station) -> None:
         self.station = station
@@ -219,7 +220,7 @@ class ReviewSession:
         try:
             d = Decision(fr, self.station.operator, verdict, detection=index, new_class=new_class, new_box=new_box)
         except ValueError as e:
-            self.changed.emit("failed", str(e))
+            self.changed.emit("refused", str(e))
             return False
         label = f"{verdict} {new_class or (fr.detections[index].class_name if index is not None else '')}".strip()
         if index is not None:
@@ -421,12 +422,14 @@ class Station:
 
         return load
 
-    def set_model(self, path: str | None) -> None:
-        """Use another model (None: the built-in one, ``"none"``: none); the line restarts on it."""
+    def set_model(self, path: str | None, restart: bool = True) -> None:
+        """Use another model (None: the built-in one, ``"none"``: none); the line restarts on it unless
+        ``restart`` is False (the caller opens the source next)."""
         self.model = ModelChoice(path or None, self.model.confidence)
         self.detector = None
         self._generation += 1
-        self.open_source(self.uri)
+        if restart:
+            self.open_source(self.uri)
 
     def set_confidence(self, value: float) -> None:
         self.model = ModelChoice(self.model.path, float(value))
