@@ -169,29 +169,23 @@ class AgreementTools(QtCore.QObject):
             self.refresh(Path(path))
 
     def show_disputed(self, d: dict[str, Any]) -> None:
+        """The stored picture of a disputed sample, read and cut on the task runner, shown when it is ready."""
         if self.dashboard is None:
             return
-        sha = d.get("image_sha256")
         caption = f"{d.get('source', '')} frame {d.get('sequence', '')}"
-        if not sha:
+        if not d.get("image_sha256"):
             self.dashboard.show_preview(None, caption="No picture: these ratings came from a CSV.")
             return
-        path = Path(self.window.data_dir) / "images" / sha[:2] / f"{sha}.png"
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        self.window.tasks.run(_disputed_picture, Path(self.window.data_dir), d,
+                              on_done=lambda picture: self._show_picture(picture, caption))
+
+    def _show_picture(self, picture: tuple[Any, Any] | None, caption: str) -> None:
+        if self.dashboard is None:
+            return
+        if picture is None:
             self.dashboard.show_preview(None, caption="The picture of this frame is no longer stored.")
             return
-        box = tuple(d["box"]) if d.get("box") else None
-        if box is not None:  # the neighbourhood of the detection, where the dispute is, not the whole frame
-            x0, y0, x1, y1 = box
-            h, w = image.shape[:2]
-            half = max(80.0, 1.5 * max(x1 - x0, y1 - y0))
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            l, t = int(max(0, cx - half)), int(max(0, cy - half))
-            r, b = int(min(w, cx + half)), int(min(h, cy + half))
-            image = image[t:b, l:r]
-            box = (x0 - l, y0 - t, x1 - l, y1 - t)
-        self.dashboard.show_preview(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), box, caption)  # type: ignore[arg-type]
+        self.dashboard.show_preview(picture[0], picture[1], caption)
 
     # ------------------------------------------------------------------ the calibration exercise
 
@@ -232,6 +226,25 @@ class AgreementTools(QtCore.QObject):
         except OSError as e:
             QtWidgets.QMessageBox.warning(dlg, "Calibration exercise", f"The result could not be kept: {e}")
         dlg.show_result(result)
+
+
+def _disputed_picture(data_dir: Path, d: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The neighbourhood of a disputed detection in its stored picture (RGB) and the box in it; None when gone."""
+    sha = d["image_sha256"]
+    image = cv2.imread(str(data_dir / "images" / sha[:2] / f"{sha}.png"), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    box = tuple(d["box"]) if d.get("box") else None
+    if box is not None:  # the neighbourhood of the detection, where the dispute is, not the whole frame
+        x0, y0, x1, y1 = box
+        h, w = image.shape[:2]
+        half = max(80.0, 1.5 * max(x1 - x0, y1 - y0))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        l, t = int(max(0, cx - half)), int(max(0, cy - half))
+        r, b = int(min(w, cx + half)), int(min(h, cy + half))
+        image = image[t:b, l:r]
+        box = (x0 - l, y0 - t, x1 - l, y1 - t)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), box
 
 
 def install(window: Any) -> AgreementTools:

@@ -123,8 +123,7 @@ class AuthController(QtCore.QObject):
         if session is None:
             self.show_lock("Inspection Station — sign in")
         else:
-            self.store.log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window "
-                                                                                    "opened")
+            self._log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window opened")
         QtCore.QTimer.singleShot(0, self.apply)  # after the window (and every feature) has added its actions
 
     # ------------------------------------------------------------------ actions
@@ -260,10 +259,9 @@ class AuthController(QtCore.QObject):
         self.session_changed.emit()
 
     def _log(self, action: str, who: Session | None, **kw: Any) -> None:
-        try:
-            self.store.log(action, who, model_version=self.model_version(), **kw)
-        except AuthError as e:
-            self.window.report("error", f"audit trail not written: {e}")
+        """An audit entry, written on the task runner (in order with the sign-in checks)."""
+        self.window.tasks.run(self.store.log, action, who, model_version=self.model_version(), **kw,
+                              on_error=lambda e: self.window.report("error", f"audit trail not written: {e}"))
 
     # ------------------------------------------------------------------ signatures
 

@@ -43,6 +43,9 @@ class ExportController(QtCore.QObject):
     # ------------------------------------------------------------------ the dialog
 
     def open(self) -> ExportDialog:
+        if self.dialog is not None and self.dialog.classes != list(self.window.station.classes) and not self.busy:
+            self.dialog.deleteLater()  # another model runs now: its classes
+            self.dialog = None
         if self.dialog is None:
             cfg = self.config.get("export", {})
             try:

@@ -63,10 +63,12 @@ class Relay(QtCore.QObject):
 class TaskRunner(Relay):
     """The one runner of a window: deliveries from any thread, and background jobs with one result path.
 
-    ``on_error`` (GUI thread) hears every job's exception that has no ``on_error`` of its own; the window shows
-    ``str(exc)``."""
+    Jobs run one after another on one worker thread (``workers``), in the order they were asked for, so that
+    the station's small disk jobs (audit entries, sign-in, history) keep their order, as Anki's task manager
+    serializes its collection work. ``on_error`` (GUI thread) hears every job's exception that has no
+    ``on_error`` of its own; the window shows ``str(exc)``."""
 
-    def __init__(self, parent: QtCore.QObject | None = None, interval_ms: int = 15, workers: int = 2) -> None:
+    def __init__(self, parent: QtCore.QObject | None = None, interval_ms: int = 15, workers: int = 1) -> None:
         super().__init__(parent, interval_ms)
         self._pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task")
         self._lock = threading.Lock()

@@ -391,6 +391,12 @@ class Station:
         self._loaded(load_detector(self.model.path, confidence=self.model.confidence), self._generation)
         return self.detector
 
+    def use_detector(self, detector: Any) -> None:
+        """Run ``detector``, already loaded, from the next start of the line on: its classes and its threshold
+        become the station's (announced on the calling thread)."""
+        self._generation += 1
+        self._loaded(detector, self._generation)
+
     def _loaded(self, detector: Any, generation: int) -> None:
         if generation != self._generation:
             return

@@ -101,6 +101,7 @@ def test_dashboard_from_the_tools_menu_reads_the_store_off_the_gui_thread(qtbot,
     assert rep["source"] == "store" and rep["overall"]["items"] == 12 and rep["disputed_total"] == 4
     qtbot.waitUntil(lambda: tools.worker is None, timeout=5000)
     tools.dashboard.disputed.selectRow(0)
+    qtbot.waitUntil(lambda: not window.tasks.busy, timeout=10000)  # the picture is read off the GUI thread
     assert not tools.dashboard.preview.pixmap().isNull()  # the stored picture of the disputed frame
 
 

@@ -103,3 +103,31 @@ def test_every_action_has_a_shortcut(window):
               window.act_full, window.act_quit):
         assert not a.shortcut().isEmpty(), a.text()
     assert isinstance(window.findChild(QtWidgets.QToolBar, "lineToolbar"), QtWidgets.QToolBar)
+
+
+def test_review_buttons_class_keys_and_export_take_the_running_models_classes(qtbot, data_dir):
+    from engine.runtime.station import builtin_classes
+
+    make_app()
+    w = MainWindow(default_config(), data_dir, source=SOURCE, autostart=False)
+    qtbot.addWidget(w)
+    assert w.review.classes == list(builtin_classes()) == list(w.station.classes)
+
+    class Custom:  # a user's model, as loaded: its card names its classes
+        name, device, confidence = "custom 1234abcd", "cpu", 0.4
+        classes = ("crack", "burr", "stain", "chip")
+
+    w.station.use_detector(Custom())
+    qtbot.waitUntil(lambda: w.review.classes == list(Custom.classes), timeout=5000)
+    assert [b.objectName() for b in w.review.class_buttons] == [f"classButton_{c}" for c in Custom.classes]
+    assert [(a.text(), a.shortcut().toString()) for a in w.act_classes] == \
+        [(f"Class {c}", str(i + 1)) for i, c in enumerate(Custom.classes)]
+    assert w.model_controls.confidence.value() == pytest.approx(0.4)
+    w.act_classes[3].trigger()  # 4 while drawing a missed defect: a chip
+    w.live.set_draw_mode(True)
+    w.act_classes[3].trigger()
+    assert w.station.review.draw_class == "chip"
+    dialog = w.export_controller.open()
+    assert dialog.classes == list(Custom.classes)
+    dialog.close()
+    w.close()
