@@ -12,6 +12,7 @@ window's GUI thread), including :meth:`ReviewSession.settle` for the acknowledge
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import resources
 from engine.monitoring.drift import BatchPoint, DriftMonitor, StatsMeasurer, measurers_for
 from engine.monitoring.reference import ReferenceError
 from engine.monitoring.trends import TrendStore, read_events, read_trend
@@ -87,12 +89,11 @@ def frame_for_review(result: FrameResult, reason: str) -> FrameForReview:
 
 
 def builtin_classes() -> tuple[str, ...]:
-    """The built-in model's classes, from its card (a small JSON file)."""
+    """The built-in model's classes, from its card (a small JSON file; torch is not imported for it)."""
     try:
-        from engine.datasets.bundle.export import model_classes
-
-        return tuple(model_classes()) or FALLBACK_CLASSES
-    except Exception:
+        card = json.loads(resources.path("builtin_detector.json").read_text(encoding="utf-8"))
+        return tuple(str(c) for c in card["classes"]) or FALLBACK_CLASSES
+    except (OSError, ValueError, KeyError, TypeError):
         return FALLBACK_CLASSES
 
 
