@@ -235,3 +235,25 @@ def test_headless_auto_review_counts_acks(data_dir):
     assert summary["frames"] == 30 and summary["state"] == "ended"
     r = summary["reviews"]
     assert r["submitted"] == r["acknowledged"] > 0 and r["failed"] == 0
+
+
+def test_a_reference_that_cannot_be_used_is_announced_or_refused_when_strict(data_dir, tmp_path):
+    from engine.monitoring.reference import ReferenceError
+
+    config = copy.deepcopy(default_config())
+    config["drift"]["reference"] = str(tmp_path / "no-such-reference.npz")
+    s = Station(config, data_dir, uri=SIM, model=ModelChoice("none"), realtime=False)
+    problems = []
+    s.problem.connect(problems.append)
+    try:
+        s.open_source(SIM)  # the window's way: said, and the line runs on statistics only
+        assert len(problems) == 1 and problems[0].endswith("; watching without drift measurement")
+        assert s.monitor is None and s.running
+    finally:
+        s.close()
+    strict = Station(config, data_dir, uri=SIM, model=ModelChoice("none"), realtime=False, feedback=False,
+                     strict=True)  # the headless run's way: a user error
+    with pytest.raises(ReferenceError):
+        strict.open_source(SIM)
+    assert strict.pipeline is None
+    strict.close()
