@@ -283,20 +283,46 @@ class AuthController(QtCore.QObject):
                 typed = dialog.pin.text()
             else:
                 typed = pin
-            try:
-                self.store.sign(s, typed, meaning, action, obj=obj, old=old, new=new, reason=reason,
-                                model_version=self.model_version())
+            refused, locked = self._wait_for(self._check_signature, s, typed, meaning, action, obj=obj, old=old,
+                                             new=new, reason=reason, model_version=self.model_version())
+            if refused is None:
                 s.touch()
                 return True
-            except AuthError as e:
-                user = self.store.user(s.badge)
-                if user is not None and user["locked_until"] > time.time():
-                    self.lock("account locked after wrong PINs", keep_badge=False)
-                    return False
-                if dialog is None:
-                    return False
-                dialog.message.setText(str(e))
-                dialog.pin.clear()
+            if locked:
+                self.lock("account locked after wrong PINs", keep_badge=False)
+                return False
+            if dialog is None:
+                return False
+            dialog.message.setText(refused)
+            dialog.pin.clear()
+
+    def _check_signature(self, s: Session, typed: str, meaning: str, action: str,
+                         **kw: Any) -> tuple[str | None, bool]:
+        """On the task runner: the PIN checked (scrypt) and the signature recorded; the refusal and whether the
+        account is now locked."""
+        try:
+            self.store.sign(s, typed, meaning, action, **kw)
+            return None, False
+        except AuthError as e:
+            user = self.store.user(s.badge)
+            return str(e), user is not None and user["locked_until"] > time.time()
+
+    def _wait_for(self, job: Any, *args: Any, **kwargs: Any) -> Any:
+        """``job`` on the task runner while the window keeps turning (a local event loop, as a modal dialog has);
+        its result, or its exception raised here."""
+        loop = QtCore.QEventLoop(self)
+        out: dict[str, Any] = {}
+
+        def done(key: str, value: Any) -> None:
+            out[key] = value
+            loop.quit()
+
+        self.window.tasks.run(job, *args, on_done=lambda r: done("result", r), on_error=lambda e: done("error", e),
+                              **kwargs)
+        loop.exec()
+        if "error" in out:
+            raise out["error"]
+        return out["result"]
 
     def verify_audit(self) -> None:
         self.window.tasks.run(audit.verify, self.store.data_dir,
