@@ -130,8 +130,14 @@ class ReviewSession:
         self.frame: FrameForReview | None = None
         self.selected: int | None = None
         self.states: dict[int, str] = {}
-        self.draw_class: str = station.classes[0]
+        self._draw_class: str = station.classes[0]
         self._done: list[tuple[str, FrameForReview, int | None]] = []  # own decisions, newest last, for undo
+
+    @property
+    def draw_class(self) -> str:
+        """The class of the next box drawn around a missed defect (one of the running model's classes)."""
+        classes = self.station.classes
+        return self._draw_class if self._draw_class in classes else classes[0]
 
     @property
     def reviewing(self) -> bool:
@@ -203,7 +209,7 @@ class ReviewSession:
     def choose_class(self, name: str, drawing: bool) -> None:
         """A class key or button: the class of the next drawn box, or a verdict on the selected detection."""
         if drawing:
-            self.draw_class = name
+            self._draw_class = name
             self.changed.emit("draw_class", name)
         elif self.selected is not None and self.frame is not None:
             det = self.frame.detections[self.selected]
@@ -407,9 +413,7 @@ class Station:
             self.router.cfg.threshold = float(conf)  # "near the threshold" means this model's threshold
         classes = tuple(getattr(detector, "classes", ()) or ())
         if classes and classes != self.classes:
-            self.classes = classes
-            if self.review.draw_class not in classes:
-                self.review.draw_class = classes[0]
+            self.classes = classes  # one reference swapped: readers on other threads see the old or the new
             self.classes_changed.emit(classes)
         self.model_ready.emit(detector)
 
