@@ -314,6 +314,12 @@ class Station:
     - ``queue_changed(int)``: the review queue's length, on the pipeline's worker or the calling thread.
     - ``acked(AckRecord)``: a decision is durable or failed, on the feedback store's writer thread.
     - ``opened(str)``, ``stopped()``, ``monitor_changed(DriftMonitor | None)``: on the calling thread.
+    - ``classes_changed(tuple[str, ...])``: the running model's classes differ from the last ones, with
+      ``model_ready``.
+
+    ``permits(permission) -> bool`` is the gate a face installs (the window's sign-in); by default everything
+    is allowed. ``operator`` is who decides: the signed-in badge (:meth:`sign_in`), else the name typed in
+    (:meth:`set_operator`), never read from a widget.
     """
 
     def __init__(self, config: dict[str, Any], data_dir: Path, uri: str | None = None,
