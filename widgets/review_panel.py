@@ -57,14 +57,10 @@ class ReviewPanel(QtWidgets.QWidget):
                                     self.reject)
         self.reject_button.setStyleSheet("QPushButton { background:#c62828; color:white; font-size:15px; }"
                                          "QPushButton:disabled { background:#4a4a4a; color:#9e9e9e; }")
-        self.class_buttons = []
-        classes_row = QtWidgets.QHBoxLayout()
-        for i, name in enumerate(self.classes):
-            b = button(f"{name}  ({i + 1})", f"The selected detection is a {name}, or draw a missed {name}",
-                       f"classButton_{name}")
-            b.clicked.connect(lambda *_, n=name: self.reclass.emit(n))
-            self.class_buttons.append(b)
-            classes_row.addWidget(b)
+        self.class_buttons: list[QtWidgets.QPushButton] = []
+        classes_row = self.classes_row = QtWidgets.QHBoxLayout()
+        self._button = button
+        self.set_classes(self.classes)
         self.missed_button = button("▭ Missed defect  (M)", "Drag a box around a defect the model missed",
                                     "missedButton", checkable=True)
         self.missed_button.toggled.connect(self.draw_missed.emit)
@@ -107,6 +103,21 @@ class ReviewPanel(QtWidgets.QWidget):
         lay.addWidget(self.saved)
         lay.addStretch(1)
         self.set_reviewing(False)
+
+    def set_classes(self, classes: Sequence[str]) -> None:
+        """One button per class of the model that runs, keyed 1, 2, 3… in its order."""
+        for b in self.class_buttons:
+            self.classes_row.removeWidget(b)
+            b.deleteLater()
+        self.classes = list(classes)
+        self.class_buttons = []
+        for i, name in enumerate(self.classes):
+            b = self._button(f"{name}  ({i + 1})", f"The selected detection is a {name}, or draw a missed {name}",
+                             f"classButton_{name}")
+            b.clicked.connect(lambda *_, n=name: self.reclass.emit(n))
+            b.setEnabled(self.missed_button.isEnabled() if hasattr(self, "missed_button") else False)
+            self.class_buttons.append(b)
+            self.classes_row.addWidget(b)
 
     def set_reviewing(self, on: bool, has_detection: bool = False) -> None:
         """Enable what makes sense: decisions only on a frozen frame, per-detection ones only with a selection."""

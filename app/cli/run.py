@@ -40,27 +40,30 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import ModelError, load_detector
-    from engine.monitoring.drift import measurers_for
-    from engine.runtime.pipeline import Pipeline, PipelineConfig
-    from engine.runtime.records import JsonlWriter
+    from engine.inference import ModelError
     from engine.monitoring.reference import ReferenceError
+    from engine.review.feedback import FeedbackError
+    from engine.runtime.pipeline import PipelineConfig
+    from engine.runtime.records import JsonlWriter
+    from engine.runtime.station import ModelChoice, Station
     from engine.sources import SourceError, open_source
 
     directory = data_dir(args)
     uri = args.source or config["source"]["uri"]
     try:
-        source = open_source(uri, realtime=False)
+        open_source(uri, realtime=False)  # a URI that cannot be used is said before a model loads
     except SourceError as e:
-        raise UserError(str(e)) from None
-    try:
-        detector = None if args.model == "none" else load_detector(args.model, confidence=args.confidence)
-    except ModelError as e:
         raise UserError(str(e)) from None
     pc = config["pipeline"]
     pcfg = PipelineConfig(read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
                           retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], max_frames=args.frames,
                           fail_on_first_open=True, give_up_after_s=args.give_up_after)
+    station = Station(config, directory, uri, ModelChoice(args.model, args.confidence), realtime=False,
+                      feedback=False, keep_trends=False, strict=True, reference=args.reference, pipeline_config=pcfg)
+    try:
+        station.load_model()
+    except ModelError as e:
+        raise UserError(str(e)) from None
     writer = None
     if args.jsonl:
         try:
@@ -68,18 +71,21 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
     progress = _Progress(args.frames)
+    if args.auto_review:
+        _auto_review(station, args.auto_review, writer)
+        if not uri.startswith("sim://"):
+            raise UserError("the oracle reviewer needs the simulator's ground truth: use a sim:// source")
+    if writer is not None:
+        station.frame_done.connect(writer.frame)
+        station.events.connect(lambda ev: writer.event(ev) if ev.kind != "alarm" else None)
+    station.frame_done.connect(progress.frame)
+    station.events.connect(lambda ev: progress.event(ev) if ev.kind != "alarm" else None)
     try:
-        measurers = measurers_for(config, args.reference, data_dir=data_dir(args))
-    except ReferenceError as e:
+        station.open_source(uri)
+    except (SourceError, ReferenceError, FeedbackError) as e:
         raise UserError(str(e)) from None
-    review = _AutoReview(args.auto_review, directory, detector, writer) if args.auto_review else None
-    if review is not None and not uri.startswith("sim://"):
-        raise UserError("the oracle reviewer needs the simulator's ground truth: use a sim:// source")
-    pipe = Pipeline(source, detector=detector, measurers=measurers, config=pcfg,
-                    sinks=[s for s in (writer.frame if writer else None, review.frame if review else None,
-                                       progress.frame) if s],
-                    event_sinks=[s for s in (writer.event if writer else None, progress.event) if s])
-    pipe.start()
+    pipe = station.pipeline
+    assert pipe is not None
     try:
         while not pipe.join(timeout=0.2):
             pass
@@ -88,11 +94,13 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         pipe.join(timeout=10)
         raise
     finally:
-        summary = {"type": "summary", "source": source.describe(), "state": pipe.state.value, **pipe.stats.to_dict()}
-        if review is not None:
-            summary["reviews"] = review.finish()
-        if pipe.error:
-            summary["error"] = pipe.error
+        station.close(timeout=10)  # the last acknowledgements are in before the summary
+        summary = station.summary()
+        if args.auto_review:
+            summary["reviews"] = station.review_summary()
+            summary.pop("error", None)
+            if pipe.error:
+                summary["error"] = pipe.error
         if writer:
             writer.write(summary)
             writer.close()
@@ -105,7 +113,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         print(f"inspection-station: error: {pipe.error}", file=sys.stderr)
         return 1
     if pipe.stats.processed == 0:
-        raise UserError(f"no frame could be read from {source.describe()}")
+        raise UserError(f"no frame could be read from {pipe.source.describe()}")
     if args.frames and pipe.stats.processed < args.frames:
         print(f"inspection-station: warning: the source ended after {pipe.stats.processed} of "
               f"{args.frames} frames", file=sys.stderr)
@@ -140,74 +148,29 @@ class _Progress:
 
 
 
-class _AutoReview:
-    """The headless operator: reviews frames on the pipeline's worker; the store acknowledges on its writer."""
+def _auto_review(station: Any, spec: str, writer: Any) -> None:
+    """The headless operator: the station reviews frames from the simulator's truth on the pipeline's worker;
+    each acknowledgement (on the store's writer) becomes a JSON line."""
+    from engine.review.feedback import Ack, FeedbackError
+    from engine.review.router import OracleReviewer, parse_auto_review
 
-    def __init__(self, spec: str, directory: Path, detector: Any, writer: Any) -> None:
-        from engine.review.feedback import FeedbackError, FeedbackStore
-        from engine.review.router import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
+    try:
+        accuracy, operator = parse_auto_review(spec)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    try:
+        station.review_automatically(OracleReviewer(accuracy, operator))
+    except FeedbackError as e:
+        raise UserError(str(e)) from None
 
-        try:
-            accuracy, operator = parse_auto_review(spec)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        try:
-            self.store = FeedbackStore(directory)
-        except FeedbackError as e:
-            raise UserError(str(e)) from None
-        self.reviewer = OracleReviewer(accuracy, operator)
-        self.router = ReviewRouter(RouterConfig(threshold=float(getattr(detector, "confidence", 0.5) or 0.5)))
-        self.writer = writer
-        self.counts = {"submitted": 0, "acknowledged": 0, "failed": 0, "samples": 0}
-        self.errors: list[str] = []
-        self.latencies: list[float] = []
-        self.frames = 0
-
-    def frame(self, result: Any) -> None:
-        from engine.review.feedback import FrameForReview
-
-        f = result.frame
-        dets = result.detections.boxes if result.detections is not None else ()
-        stats = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
-        reason = self.router.reason([b.score or 0.0 for b in dets], result.measurements)
-        fr = FrameForReview(f.image, f.source_id, f.sequence, f.timestamp, tuple(dets),
-                            (result.detector or {}).get("name"), (result.detector or {}).get("device"),
-                            result.measurements.get("reference_id"), stats,
-                            f.ground_truth.to_dict() if f.ground_truth is not None else None, reason or "oracle")
-        self.frames += 1
-        decisions = self.reviewer.review(fr)
-        if not decisions:
-            if self.frames % 50 == 0:  # a bounded sample of frames nobody had to review
-                self.store.keep_sample(fr)
-                self.counts["samples"] += 1
-            return
-        for d in decisions:
-            self.counts["submitted"] += 1
-            self.store.submit(d, on_ack=lambda a, d=d, f=f: self._ack(a, d, f))
-
-    def _ack(self, ack: Any, decision: Any, frame: Any) -> None:
-        from engine.review.feedback import Ack
-
+    def acked(rec: Any) -> None:
+        ack, decision = rec.ack, rec.decision
         if isinstance(ack, Ack):
-            self.counts["acknowledged"] += 1
-            self.latencies.append(ack.latency_ms)
-            if self.writer is not None:
-                self.writer.write({"type": "review_ack", "review_id": ack.review_id, "decision_id": ack.decision_id,
-                                   "sequence": frame.sequence, "verdict": decision.verdict,
-                                   "operator": decision.operator, "latency_ms": round(ack.latency_ms, 2)})
+            if writer is not None:
+                writer.write({"type": "review_ack", "review_id": ack.review_id, "decision_id": ack.decision_id,
+                              "sequence": decision.frame.sequence, "verdict": decision.verdict,
+                              "operator": decision.operator, "latency_ms": round(ack.latency_ms, 2)})
         else:
-            self.counts["failed"] += 1
-            if len(self.errors) < 5:
-                self.errors.append(str(ack))
             print(f"inspection-station: error: a decision was not stored: {ack}", file=sys.stderr)
 
-    def finish(self) -> dict[str, Any]:
-        self.store.close()
-        out: dict[str, Any] = dict(self.counts)
-        if self.latencies:
-            lat = sorted(self.latencies)
-            out["ack_ms_median"] = round(lat[len(lat) // 2], 2)
-            out["ack_ms_p95"] = round(lat[int(0.95 * (len(lat) - 1))], 2)
-        if self.errors:
-            out["errors"] = self.errors
-        return out
+    station.acked.connect(acked)

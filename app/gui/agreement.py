@@ -9,9 +9,10 @@ the gold set (``[agreement] gold_set``, or the built-in one), scores the operato
 and why the answers differ.
 
 Tools > Blind re-review (Ctrl+Shift+B) puts the oldest stored frame that is due for a blind re-review by the
-operator named in the review dock (``engine.review.recheck``: another operator's frame, or now and then their own)
+station's operator (the signed-in badge, or the name typed in the review dock) (``engine.review.recheck``: another operator's frame, or now and then their own)
 before them in the review dock, with the model's boxes as first shown and no earlier verdict nor ground truth;
-the decisions are stored as usual, with ``queue_reason`` ``recheck-inter`` or ``recheck-intra``.
+the decisions are stored as usual, with ``queue_reason`` ``recheck-inter`` or ``recheck-intra``. Finding the
+frame and reading its picture run on the window's task runner, off the GUI thread.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.tasks import Worker
+from app.gui.host import StationWindow
+from app.gui.tasks import Relay, Worker
 from widgets.agreement_dashboard import AgreementDashboard
 from widgets.calibration_exercise import CalibrationExerciseDialog, ExerciseItem
 
@@ -37,9 +39,9 @@ class ReportWorker(Worker):
     succeeded = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, data_dir: Path, config: dict[str, Any], csv: Path | None = None,
+    def __init__(self, data_dir: Path, config: dict[str, Any], runner: Relay, csv: Path | None = None,
                  parent: QtCore.QObject | None = None) -> None:
-        super().__init__("report-agreement", parent)
+        super().__init__("report-agreement", runner, parent)
         self.data_dir, self.config, self.csv = data_dir, config, csv
 
     def run(self) -> None:
@@ -60,15 +62,17 @@ class ReportWorker(Worker):
 
 
 class AgreementTools(QtCore.QObject):
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
+    def __init__(self, window: StationWindow) -> None:
+        super().__init__(window)  # type: ignore[arg-type]
         self.window = window
+        self._recheck_pending = False
         self.worker: ReportWorker | None = None
         self.dialog: QtWidgets.QDialog | None = None
         self.dashboard: AgreementDashboard | None = None
         self.exercise: CalibrationExerciseDialog | None = None
         self.last_result: dict[str, Any] | None = None
         self.last_saved: Path | None = None
+        self.last_recheck: Any = None  # the last blind re-review task looked up (None: none was due)
 
         def action(text: str, shortcut: str, slot: Any, tip: str, permission: str) -> QtGui.QAction:
             a = QtGui.QAction(text, window)
@@ -90,35 +94,36 @@ class AgreementTools(QtCore.QObject):
 
     # ------------------------------------------------------------------ blind re-review
 
-    def start_recheck(self, quiet: bool = False) -> Any:
-        """Freeze the next frame due for a blind re-review by the current operator in the review dock.
-
-        ``quiet``: say nothing when none is due (the review queue's **N** asks this first, each time)."""
+    def start_recheck(self, quiet: bool = False, otherwise: Any = None) -> bool:
+        """Look for the next frame due for a blind re-review by the station's operator (on the task runner) and
+        hold it in the review dock; when none is due call ``otherwise()``, or say so unless ``quiet`` (the review
+        queue's **N** asks this first, each time). False when a look is already under way."""
         from engine.review.recheck import RecheckSettings, next_task
 
         w = self.window
-        if getattr(w, "store", None) is None or getattr(w, "review", None) is None:
-            return None
-        operator = w.review.operator.text().strip() or "operator"
-        try:
-            task = next_task(Path(w.data_dir), operator, RecheckSettings.from_config(w.config))
-        except ValueError as e:
-            w.review.show_failed(str(e))
-            return None
-        if task is None:
-            if not quiet:
-                w.review.status.setText(f"No stored frame is due for a blind re-review by {operator}.")
-            return None
-        fr = task.frame
-        w.frozen, w.frozen_frame = task, fr  # the live view stops drawing while a frame is frozen
-        w.states = {}
-        w.selected = 0 if fr.detections else None
-        w.live.set_draw_mode(False)
-        w.live.show_frame(cv2.cvtColor(fr.image, cv2.COLOR_BGR2RGB), fr.detections, (), w.selected, w.states)
-        w.live.show_message("")
-        w.review.set_reviewing(True, bool(fr.detections))
-        w._review_status()
-        return task
+        if self._recheck_pending or w.station.store is None:
+            return False
+        operator = w.station.operator
+        self._recheck_pending = True
+        w.tasks.run(next_task, Path(w.data_dir), operator, RecheckSettings.from_config(w.config),
+                    on_done=lambda task: self._recheck_found(task, operator, quiet, otherwise),
+                    on_error=self._recheck_failed)
+        return True
+
+    def _recheck_found(self, task: Any, operator: str, quiet: bool, otherwise: Any) -> None:
+        self._recheck_pending = False
+        w = self.window
+        if task is not None:
+            w.station.review.hold(task, task.frame)  # the live view stops drawing while a frame is held
+        elif otherwise is not None:
+            otherwise()
+        elif not quiet:
+            w.review.status.setText(f"No stored frame is due for a blind re-review by {operator}.")
+        self.last_recheck = task
+
+    def _recheck_failed(self, e: BaseException) -> None:
+        self._recheck_pending = False
+        self.window.review.show_failed(str(e))
 
     # ------------------------------------------------------------------ the dashboard
 
@@ -144,7 +149,7 @@ class AgreementTools(QtCore.QObject):
         if self.worker is not None or self.dashboard is None:
             return None
         self.dashboard.show_busy("Computing the agreement report…")
-        w = ReportWorker(Path(self.window.data_dir), self.window.config, csv, self)
+        w = ReportWorker(Path(self.window.data_dir), self.window.config, self.window.tasks, csv, self)
         w.succeeded.connect(self.dashboard.set_report)
         w.failed.connect(lambda m: self.dashboard.show_error(m[0].upper() + m[1:] + ".") if self.dashboard else None)
         w.finished.connect(self._cleanup)
@@ -164,29 +169,23 @@ class AgreementTools(QtCore.QObject):
             self.refresh(Path(path))
 
     def show_disputed(self, d: dict[str, Any]) -> None:
+        """The stored picture of a disputed sample, read and cut on the task runner, shown when it is ready."""
         if self.dashboard is None:
             return
-        sha = d.get("image_sha256")
         caption = f"{d.get('source', '')} frame {d.get('sequence', '')}"
-        if not sha:
+        if not d.get("image_sha256"):
             self.dashboard.show_preview(None, caption="No picture: these ratings came from a CSV.")
             return
-        path = Path(self.window.data_dir) / "images" / sha[:2] / f"{sha}.png"
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        self.window.tasks.run(_disputed_picture, Path(self.window.data_dir), d,
+                              on_done=lambda picture: self._show_picture(picture, caption))
+
+    def _show_picture(self, picture: tuple[Any, Any] | None, caption: str) -> None:
+        if self.dashboard is None:
+            return
+        if picture is None:
             self.dashboard.show_preview(None, caption="The picture of this frame is no longer stored.")
             return
-        box = tuple(d["box"]) if d.get("box") else None
-        if box is not None:  # the neighbourhood of the detection, where the dispute is, not the whole frame
-            x0, y0, x1, y1 = box
-            h, w = image.shape[:2]
-            half = max(80.0, 1.5 * max(x1 - x0, y1 - y0))
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            l, t = int(max(0, cx - half)), int(max(0, cy - half))
-            r, b = int(min(w, cx + half)), int(min(h, cy + half))
-            image = image[t:b, l:r]
-            box = (x0 - l, y0 - t, x1 - l, y1 - t)
-        self.dashboard.show_preview(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), box, caption)  # type: ignore[arg-type]
+        self.dashboard.show_preview(picture[0], picture[1], caption)
 
     # ------------------------------------------------------------------ the calibration exercise
 
@@ -205,8 +204,7 @@ class AgreementTools(QtCore.QObject):
         except ValueError as e:
             QtWidgets.QMessageBox.warning(self.window, "Calibration exercise", str(e))
             return None
-        review = getattr(self.window, "review", None)
-        operator = review.operator.text().strip() if review is not None else ""
+        operator = self.window.station.operator
         dlg = CalibrationExerciseDialog(items, gold.choices, operator, self.window)
         dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.completed.connect(lambda op, answers, g=gold, d=dlg: self._score(g, op, answers, d))
@@ -228,6 +226,25 @@ class AgreementTools(QtCore.QObject):
         except OSError as e:
             QtWidgets.QMessageBox.warning(dlg, "Calibration exercise", f"The result could not be kept: {e}")
         dlg.show_result(result)
+
+
+def _disputed_picture(data_dir: Path, d: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The neighbourhood of a disputed detection in its stored picture (RGB) and the box in it; None when gone."""
+    sha = d["image_sha256"]
+    image = cv2.imread(str(data_dir / "images" / sha[:2] / f"{sha}.png"), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    box = tuple(d["box"]) if d.get("box") else None
+    if box is not None:  # the neighbourhood of the detection, where the dispute is, not the whole frame
+        x0, y0, x1, y1 = box
+        h, w = image.shape[:2]
+        half = max(80.0, 1.5 * max(x1 - x0, y1 - y0))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        l, t = int(max(0, cx - half)), int(max(0, cy - half))
+        r, b = int(min(w, cx + half)), int(min(h, cy + half))
+        image = image[t:b, l:r]
+        box = (x0 - l, y0 - t, x1 - l, y1 - t)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), box
 
 
 def install(window: Any) -> AgreementTools:

@@ -14,6 +14,9 @@ An action in the Tools menu that declares no permission is open to engineers and
 
 Critical actions ask for the PIN again and record what the signature means:
 ``window.auth.sign("approved", "model_changed", obj=..., old=..., new=...)`` returns whether it was signed.
+
+Who is signed in is the station's (``Station.sign_in``): every review decision carries that badge. Checking a
+PIN (scrypt) and the user table (SQLite) at the lock screen runs on the window's task runner, off the GUI thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui.host import StationWindow
 from engine.security import audit
 from engine.security.auth import AuthError, AuthStore, Policy, Session, describe_permission, required_role
 from engine.core.config import station_id
@@ -90,9 +94,11 @@ class AuthController(QtCore.QObject):
 
     session_changed = QtCore.Signal()
 
-    def __init__(self, window: Any, store: AuthStore, policy: Policy, session: Session | None = None) -> None:
-        super().__init__(window)
+    def __init__(self, window: StationWindow, store: AuthStore, policy: Policy, session: Session | None = None) -> None:
+        super().__init__(window)  # type: ignore[arg-type]
         self.window = window
+        self.station = window.station
+        self._checking = False  # a PIN being checked on the task runner
         self.store = store
         self.policy = policy
         self.session: Session | None = session
@@ -112,11 +118,12 @@ class AuthController(QtCore.QObject):
         self.idle_timer.start()
         self._make_actions()
         self._watch_settings()
+        self.station.permits = self.allows
+        self.station.sign_in(session)
         if session is None:
             self.show_lock("Inspection Station — sign in")
         else:
-            self.store.log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window "
-                                                                                    "opened")
+            self._log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window opened")
         QtCore.QTimer.singleShot(0, self.apply)  # after the window (and every feature) has added its actions
 
     # ------------------------------------------------------------------ actions
@@ -150,7 +157,7 @@ class AuthController(QtCore.QObject):
     def _watch_settings(self) -> None:
         """Setting changes made in the window go into the audit trail (the threshold once it stops moving)."""
         controls = getattr(self.window, "model_controls", None)
-        self._confidence_logged = getattr(self.window, "_confidence", None)
+        self._confidence_logged = self.station.model.confidence
         self._confidence_timer = QtCore.QTimer(self)
         self._confidence_timer.setSingleShot(True)
         self._confidence_timer.setInterval(1500)
@@ -159,7 +166,7 @@ class AuthController(QtCore.QObject):
             controls.confidence_changed.connect(lambda *_: self._confidence_timer.start())
 
     def _log_confidence(self) -> None:
-        new = getattr(self.window, "_confidence", None)
+        new = self.station.model.confidence
         if new != self._confidence_logged:
             self._log("setting_changed", self.session, obj="confidence threshold", old=self._confidence_logged,
                       new=new)
@@ -171,8 +178,7 @@ class AuthController(QtCore.QObject):
         return self.session is not None and not self.locked and self.session.can(permission)
 
     def model_version(self) -> str:
-        det = getattr(self.window, "_detector", None)
-        return str(getattr(det, "name", "") or "")
+        return self.station.model_name
 
     def show_lock(self, headline: str, note: str | None = None) -> None:
         if not self.store.has_users():
@@ -204,6 +210,8 @@ class AuthController(QtCore.QObject):
             self.lock(f"idle for {minutes:g} minutes")
 
     def _sign_in(self, badge: str, pin: str) -> None:
+        if self._checking:
+            return
         previous = self.session
         if previous is None:
             action = "sign_in"
@@ -211,33 +219,39 @@ class AuthController(QtCore.QObject):
             action = "unlock"
         else:
             action = "switch_user"
-        try:
-            session = self.store.authenticate(badge, pin, action=action, model_version=self.model_version(),
-                                              reason=f"from {previous.badge}" if action == "switch_user" else "")
-        except AuthError as e:
-            self.lock_screen.sign_in.show_error(str(e))
-            return
-        self._signed_in(session)
+        self._checking = True
+        self.window.tasks.run(self.store.authenticate, badge, pin, action=action, model_version=self.model_version(),
+                              reason=f"from {previous.badge}" if action == "switch_user" else "",
+                              on_done=self._signed_in, on_error=lambda e: self._refused(self.lock_screen.sign_in, e))
+
+    def _refused(self, panel: Any, e: BaseException) -> None:
+        self._checking = False
+        panel.show_error(str(e) if isinstance(e, AuthError) else f"the sign-in failed: {e}")
 
     def _create_admin(self, badge: str, name: str, pin: str) -> None:
-        try:
-            session = self.store.add_user(badge, name, "admin", pin, None)
-        except AuthError as e:
-            self.lock_screen.first_admin.show_error(str(e))
+        if self._checking:
             return
+        self._checking = True
+        self.window.tasks.run(self.store.add_user, badge, name, "admin", pin, None, on_done=self._admin_created,
+                              on_error=lambda e: self._refused(self.lock_screen.first_admin, e))
+
+    def _admin_created(self, session: Session | None) -> None:
         if session is None:  # someone created the first admin in the meantime: sign in as usual
+            self._checking = False
             self.show_lock("Inspection Station — sign in")
             return
         self._signed_in(session)
 
     def _signed_in(self, session: Session) -> None:
+        self._checking = False
         self.session = session
+        self.station.sign_in(session)
         self.locked = False
         self._locked_badge = ""
         session.touch()
         self.lock_screen.hide()
         review = getattr(self.window, "review", None)
-        if review is not None:  # the signed-in user is the operator of every review decision
+        if review is not None:  # the station's operator is the signed-in badge; the panel shows it
             review.operator.setText(session.badge)
             review.operator.setReadOnly(True)
             review.operator.setToolTip(f"Signed in: {session.name} ({session.role})")
@@ -245,12 +259,9 @@ class AuthController(QtCore.QObject):
         self.session_changed.emit()
 
     def _log(self, action: str, who: Session | None, **kw: Any) -> None:
-        try:
-            self.store.log(action, who, model_version=self.model_version(), **kw)
-        except AuthError as e:
-            report = getattr(self.window, "_report", None)
-            if report is not None:
-                report("error", f"audit trail not written: {e}")
+        """An audit entry, written on the task runner (in order with the sign-in checks)."""
+        self.window.tasks.run(self.store.log, action, who, model_version=self.model_version(), **kw,
+                              on_error=lambda e: self.window.report("error", f"audit trail not written: {e}"))
 
     # ------------------------------------------------------------------ signatures
 
@@ -272,26 +283,50 @@ class AuthController(QtCore.QObject):
                 typed = dialog.pin.text()
             else:
                 typed = pin
-            try:
-                self.store.sign(s, typed, meaning, action, obj=obj, old=old, new=new, reason=reason,
-                                model_version=self.model_version())
+            refused, locked = self._wait_for(self._check_signature, s, typed, meaning, action, obj=obj, old=old,
+                                             new=new, reason=reason, model_version=self.model_version())
+            if refused is None:
                 s.touch()
                 return True
-            except AuthError as e:
-                user = self.store.user(s.badge)
-                if user is not None and user["locked_until"] > time.time():
-                    self.lock("account locked after wrong PINs", keep_badge=False)
-                    return False
-                if dialog is None:
-                    return False
-                dialog.message.setText(str(e))
-                dialog.pin.clear()
+            if locked:
+                self.lock("account locked after wrong PINs", keep_badge=False)
+                return False
+            if dialog is None:
+                return False
+            dialog.message.setText(refused)
+            dialog.pin.clear()
+
+    def _check_signature(self, s: Session, typed: str, meaning: str, action: str,
+                         **kw: Any) -> tuple[str | None, bool]:
+        """On the task runner: the PIN checked (scrypt) and the signature recorded; the refusal and whether the
+        account is now locked."""
+        try:
+            self.store.sign(s, typed, meaning, action, **kw)
+            return None, False
+        except AuthError as e:
+            user = self.store.user(s.badge)
+            return str(e), user is not None and user["locked_until"] > time.time()
+
+    def _wait_for(self, job: Any, *args: Any, **kwargs: Any) -> Any:
+        """``job`` on the task runner while the window keeps turning (a local event loop, as a modal dialog has);
+        its result, or its exception raised here."""
+        loop = QtCore.QEventLoop(self)
+        out: dict[str, Any] = {}
+
+        def done(key: str, value: Any) -> None:
+            out[key] = value
+            loop.quit()
+
+        self.window.tasks.run(job, *args, on_done=lambda r: done("result", r), on_error=lambda e: done("error", e),
+                              **kwargs)
+        loop.exec()
+        if "error" in out:
+            raise out["error"]
+        return out["result"]
 
     def verify_audit(self) -> None:
-        v = audit.verify(self.store.data_dir)
-        report = getattr(self.window, "_report", None)
-        if report is not None:
-            report("audit" if v.ok else "error", v.sentence())
+        self.window.tasks.run(audit.verify, self.store.data_dir,
+                              on_done=lambda v: self.window.report("audit" if v.ok else "error", v.sentence()))
 
     # ------------------------------------------------------------------ gating
 
@@ -385,12 +420,11 @@ _RESTACK_EVENTS = (QtCore.QEvent.Type.ChildAdded, QtCore.QEvent.Type.Show, QtCor
                    QtCore.QEvent.Type.WindowActivate)
 
 
-def install(window: Any) -> AuthController | None:
-    """Mark the window's actions with their permissions and, when security is on, start sign-in and gating."""
+def install(window: StationWindow, session: Session | None = None, sign_in: bool = False) -> AuthController | None:
+    """Mark the window's actions with their permissions and, with a signed-in ``session`` or ``sign_in``
+    asked for, start sign-in and gating."""
     mark_window_actions(window)
-    session = getattr(window, "_auth_session", None)
-    wanted = bool(getattr(window, "_auth_sign_in", False))
-    if session is None and not wanted:
+    if session is None and not sign_in:
         window.auth = None
         return None
     config = window.config

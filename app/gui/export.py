@@ -1,7 +1,8 @@
 """The "Export feedback bundle…" action (Ctrl+E) in the Tools menu: the dialog, with the work off the GUI thread.
 
 Counting (the preview) and writing run on Python threads of their own; their results come back to the GUI
-thread through :class:`app.gui.tasks.Relay` (the workers never call into Qt), so the window never waits on the disk.
+thread through the window's task runner (the workers never call into Qt), so the window never waits on the disk.
+The dialog offers the classes of the model the station runs.
 A new preview request while one is counting is kept and run next (only the newest). Cancel sets an event the
 export checks between files.
 """
@@ -16,20 +17,20 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
-from engine.datasets.bundle.export import model_classes, stored_span
+from engine.datasets.bundle.export import stored_span
 from engine.core.config import station_id
-from app.gui.tasks import Relay
+from app.gui.host import StationWindow
 from widgets.export_dialog import ExportDialog
 
 
 class ExportController(QtCore.QObject):
-    def __init__(self, window: QtWidgets.QMainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: StationWindow) -> None:
+        super().__init__(window)  # type: ignore[arg-type]
         self.window = window
-        self.config: dict[str, Any] = getattr(window, "config", {})
+        self.config: dict[str, Any] = window.config
         self.data_dir = Path(window.data_dir)
         self.dialog: ExportDialog | None = None
-        self.relay = Relay(self)  # the workers' results, delivered on the GUI thread
+        self.relay = window.tasks  # the workers' results, delivered on the GUI thread
         self._cancel = threading.Event()
         self._preview_thread: threading.Thread | None = None
         self._pending: ExportOptions | None = None
@@ -42,17 +43,20 @@ class ExportController(QtCore.QObject):
     # ------------------------------------------------------------------ the dialog
 
     def open(self) -> ExportDialog:
+        if self.dialog is not None and self.dialog.classes != list(self.window.station.classes) and not self.busy:
+            self.dialog.deleteLater()  # another model runs now: its classes
+            self.dialog = None
         if self.dialog is None:
             cfg = self.config.get("export", {})
             try:
                 span = stored_span(self.data_dir)
             except Exception:
                 span = None
-            classes = model_classes() or ["scratch", "dent", "contamination"]
+            classes = list(self.window.station.classes)
             stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())
             default_out = Path.home() / f"feedback-{station_id(self.config)}-{stamp}"
             self.dialog = ExportDialog(classes, float(cfg.get("replay_share", 0.1)), int(cfg.get("replay_seed", 0)),
-                                       span, str(default_out), self.window)
+                                       span, str(default_out), self.window)  # type: ignore[arg-type]
             self.dialog.options_changed.connect(self.request_preview)
             self.dialog.export_requested.connect(self.start_export)
             self.dialog.cancel_requested.connect(self.cancel)
@@ -169,7 +173,7 @@ class ExportController(QtCore.QObject):
                 t.join(30)
 
 
-def install(window: QtWidgets.QMainWindow) -> ExportController:
+def install(window: Any) -> ExportController:
     """Add "Export feedback bundle…" (Ctrl+E) to the window's Tools menu."""
     controller = ExportController(window)
     action = QtGui.QAction("Export feedback bundle…", window)

@@ -15,7 +15,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.tasks import Worker
+from app.gui.host import StationWindow
+from app.gui.tasks import Relay, Worker
 
 SHORTCUT = "Ctrl+Shift+R"
 
@@ -27,9 +28,9 @@ class ReportWorker(Worker):
     succeeded = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, reference: str, data_dir: Path, out: Path, config: dict[str, Any],
+    def __init__(self, reference: str, data_dir: Path, out: Path, config: dict[str, Any], runner: Relay,
                  parent: QtCore.QObject | None = None) -> None:
-        super().__init__("report-readiness", parent)
+        super().__init__("report-readiness", runner, parent)
         self.reference, self.data_dir, self.out, self.config = reference, data_dir, out, config
         self.cancel = threading.Event()
 
@@ -53,8 +54,8 @@ class ReportWorker(Worker):
 class ReadinessAction(QtCore.QObject):
     """The menu action and the one report being built at a time."""
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
+    def __init__(self, window: StationWindow) -> None:
+        super().__init__(window)  # type: ignore[arg-type]
         self.window = window
         self.worker: ReportWorker | None = None
         self.dialog: QtWidgets.QProgressDialog | None = None
@@ -106,7 +107,7 @@ class ReadinessAction(QtCore.QObject):
         dlg.setMinimumDuration(0)
         dlg.setValue(0)
         self.dialog = dlg
-        w = ReportWorker(reference, Path(self.window.data_dir), out, self.window.config, self)
+        w = ReportWorker(reference, Path(self.window.data_dir), out, self.window.config, self.window.tasks, self)
         w.progressed.connect(self._progress)
         w.succeeded.connect(self._done)
         w.failed.connect(self._failed)

@@ -2,14 +2,14 @@
 
 While the wizard runs it takes the camera over: the window's line stops (a camera cannot be opened twice)
 and the wizard opens the same source on a worker thread of its own, where frames are read, measured and
-run through the model; results reach the wizard through :class:`app.gui.tasks.Relay` (the worker never calls
+run through the model; results reach the wizard through the window's task runner (the worker never calls
 into Qt), so the window never waits.
 On the simulated line the wizard's source starts at the slot the line had reached and is asked to show
 the checkerboard or the golden parts (``SimSource.request``); on a camera the technician puts the target
 or the golden parts in view. When the wizard closes, the line starts again (the simulated line where the
-wizard left it). After a commit the new station reference becomes the window's (``station.json``, read when
+wizard left it). After a commit the new station reference becomes the station's (``station.json``, read when
 the line starts), the event is drawn on the trend charts, and a data collection campaign, if one was
-opened, is handed to the window's review router.
+opened, is handed to the station's review router.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from engine.calibration.recalibration import REASONS, SHOWS, TITLES, Recalibrati
 from engine.calibration import recalibration_commit
 from engine.calibration.recalibration_run import load_references, request_show, simulated_nominal_profile
 from engine.calibration.station_files import active_campaign
+from app.gui.host import StationWindow
 from app.gui.tasks import Relay
 from widgets.recalibration_wizard import RecalibrationWizard
 
@@ -65,9 +66,10 @@ class RecalibrationController(QtCore.QObject):
     committed = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, uri: str, data_dir: Path, config: dict[str, Any], detector: Any = None,
-                 detector_loader: Any = None, parent: QtCore.QObject | None = None) -> None:
+    def __init__(self, uri: str, data_dir: Path, config: dict[str, Any], runner: Relay, detector: Any = None,
+                 detector_loader: Any = None, parent: QtCore.QObject | None = None, auth: Any = None) -> None:
         super().__init__(parent)
+        self.auth = auth
         self.uri = uri
         self.data_dir = Path(data_dir)
         self.config = config
@@ -80,7 +82,7 @@ class RecalibrationController(QtCore.QObject):
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._ready = threading.Event()
         self.error: str | None = None
-        self._relay = Relay(self)  # the worker's signals are emitted on the GUI thread, from here
+        self._relay = runner  # the worker's signals are emitted on the GUI thread, by the window's runner
         self._thread = threading.Thread(target=self._run, name="recalibration-worker", daemon=True)
         self._thread.start()
 
@@ -130,7 +132,7 @@ class RecalibrationController(QtCore.QObject):
             return [TITLES[b] for b in self.session.blocking()]
 
     def commit(self, keep_reference: bool) -> None:
-        auth = getattr(self.parent(), "auth", None)
+        auth = self.auth
         if auth is not None and not auth.sign("recalibrated", "recalibration", obj=self.uri,
                                               new={"keep_reference": keep_reference},
                                               label="Commit the recalibration"):
@@ -143,8 +145,6 @@ class RecalibrationController(QtCore.QObject):
         self._commands.put(("quit", None))
         self._thread.join(timeout)
         self._relay.drain()
-        if not self._thread.is_alive():
-            self._relay.stop()
 
     # ------------------------------------------------------------------ the worker thread
 
@@ -290,11 +290,12 @@ class RecalibrationController(QtCore.QObject):
         return getattr(self.source, "slot", None)
 
 
-def wizard_uri(window: Any) -> str:
-    """The source the wizard opens: the window's; the simulated line from where it is now, unpaced."""
-    uri = window._uri
+def wizard_uri(window: StationWindow) -> str:
+    """The source the wizard opens: the station's; the simulated line from where it is now, unpaced."""
+    station = window.station
+    uri = station.uri
     if uri.startswith("sim://"):
-        src = window.pipeline.source if window.pipeline is not None else None
+        src = station.pipeline.source if station.pipeline is not None else None
         slot = getattr(src, "slot", None)
         params: dict[str, Any] = {"realtime": 0}
         if slot is not None:
@@ -303,22 +304,24 @@ def wizard_uri(window: Any) -> str:
     return uri
 
 
-def open_wizard(window: Any) -> RecalibrationWizard:
-    """Stop the line, open the wizard on the window's source, and start the line again when it closes."""
-    was_running = window.pipeline is not None and window.pipeline.running
+def open_wizard(window: StationWindow) -> RecalibrationWizard:
+    """Stop the line, open the wizard on the station's source, and start the line again when it closes."""
+    station = window.station
+    was_running = station.running
     uri = wizard_uri(window)
-    pipeline_detector = getattr(window.pipeline, "detector", None) if window.pipeline is not None else None
+    pipeline_detector = getattr(station.pipeline, "detector", None) if station.pipeline is not None else None
     detector = pipeline_detector if hasattr(pipeline_detector, "detect") else None
     loader = None
-    if detector is None and window._model_path != "none":
-        path, conf = window._model_path, window._confidence
+    if detector is None and station.model.path != "none":
+        path, conf = station.model.path, station.model.confidence
 
         def loader() -> Any:
             from engine.inference import load_detector
 
             return load_detector(path, confidence=conf)
     window.stop()
-    ctl = RecalibrationController(uri, window.data_dir, window.config, detector, loader, window)
+    ctl = RecalibrationController(uri, window.data_dir, window.config, window.tasks, detector, loader,
+                                  window, auth=window.auth)  # type: ignore[arg-type]
     steps = []
     pattern = window.config.get("calibration", {})
     for name in ("geometry", "focus", "exposure", "golden", "domain"):
@@ -328,27 +331,24 @@ def open_wizard(window: Any) -> RecalibrationWizard:
         steps.append((name, TITLES[name], text, mandatory))
 
     def on_committed(result: dict[str, Any]) -> None:
-        window._report("recalibrated", f"recalibrated: report {result['report']}")
+        window.report("recalibrated", f"recalibrated: report {result['report']}")
         campaign = active_campaign(window.data_dir)
-        if campaign is not None and getattr(window, "router", None) is not None:
-            window.router.campaign = campaign
-        drift = getattr(window, "drift", None)
-        if drift is not None and result.get("reference") is None:
-            drift.add_event(result["event_time"], "recalibration")
-            drift.redraw()
+        if campaign is not None:
+            station.router.campaign = campaign
+        if result.get("reference") is None:  # a new reference brings its events with its history
+            station.mark(result["event_time"], "recalibration")
 
     ctl.committed.connect(on_committed)  # before the wizard's own slot: the window is up to date first
-    auth = getattr(window, "auth", None)
-    signed_in = auth.session if auth is not None else None
+    signed_in = station.session
     who = (signed_in.name or signed_in.badge) if signed_in is not None else getpass.getuser()
-    wiz = RecalibrationWizard(ctl, REASONS, steps, who=who, parent=window)
+    wiz = RecalibrationWizard(ctl, REASONS, steps, who=who, parent=window)  # type: ignore[arg-type]
     wiz.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, False)
 
     def on_closed() -> None:
         slot = ctl.slot
         ctl.shutdown()
         if window.isVisible() and (was_running or ctl.result is not None):
-            resume = window._uri
+            resume = station.uri
             if resume.startswith("sim://") and slot is not None:
                 resume = _with_query(resume, start=slot)
             window.open_source(resume)
@@ -371,7 +371,5 @@ def install(window: Any) -> QtGui.QAction:
     window.addAction(action)
     window.tools_menu.addAction(action)
     window.act_recalibrate = action
-    router = getattr(window, "router", None)
-    if router is not None:
-        router.campaign = active_campaign(window.data_dir)
+    window.station.router.campaign = active_campaign(window.data_dir)
     return action

@@ -101,6 +101,7 @@ def test_dashboard_from_the_tools_menu_reads_the_store_off_the_gui_thread(qtbot,
     assert rep["source"] == "store" and rep["overall"]["items"] == 12 and rep["disputed_total"] == 4
     qtbot.waitUntil(lambda: tools.worker is None, timeout=5000)
     tools.dashboard.disputed.selectRow(0)
+    qtbot.waitUntil(lambda: not window.tasks.busy, timeout=10000)  # the picture is read off the GUI thread
     assert not tools.dashboard.preview.pixmap().isNull()  # the stored picture of the disputed frame
 
 
@@ -166,11 +167,15 @@ def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
     try:
         tools = w.agreement_tools
         w.review.operator.setText("ann")
-        assert tools.start_recheck() is None and "No stored frame" in w.review.status.text()  # not her own
+        assert tools.start_recheck()  # looked up on the task runner, off the GUI thread
+        qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)
+        assert tools.last_recheck is None and "No stored frame" in w.review.status.text()  # not her own
         w.review.operator.setText("bob")
-        task = tools.start_recheck()
-        assert task is not None and task.original_operators == ("ann",)
-        assert w.frozen_frame.queue_reason == "recheck-inter" and w.frozen_frame.sequence == 0
+        assert tools.start_recheck()
+        qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)
+        task = tools.last_recheck
+        assert task is not None and task.original_operators == ("ann",) and w.station.review.frozen is task
+        assert w.station.review.frame.queue_reason == "recheck-inter" and w.station.review.frame.sequence == 0
         assert "recheck-inter" in w.review.status.text() and "reject" not in w.review.status.text()
         assert w.live.overlay_counts == (1, 0)  # the model's box, no ground truth, no earlier verdict
         w.act_confirm.trigger()  # C: bob confirms what ann rejected
@@ -179,13 +184,15 @@ def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
         bob = [r for r in rows if r.rater == "bob"]
         assert len(bob) == 1 and bob[0].label == "scratch" and bob[0].item == "f1/d0"
         assert [r.label for r in rows if r.item == "f1/d0" and r.rater == "ann"] == ["none"]
-        w.toggle_freeze()  # back to live
+        w.station.review.toggle_freeze()  # back to live
         w.act_queue.trigger()  # N: the next frame due for a blind re-review comes before the live queue
-        assert w.frozen_frame is not None and w.frozen_frame.queue_reason == "recheck-inter"
-        assert w.frozen.frame_id == 2  # the next one due; frame 1 is done
-        w.toggle_freeze()
+        qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)
+        assert w.station.review.frame is not None and w.station.review.frame.queue_reason == "recheck-inter"
+        assert w.station.review.frozen.frame_id == 2  # the next one due; frame 1 is done
+        w.station.review.toggle_freeze()
         w.review.operator.setText("ann")
         w.act_queue.trigger()  # none due for ann (her own frames): N leaves the dock quiet
-        assert w.frozen_frame is None and "No stored frame" not in w.review.status.text()
+        qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)
+        assert w.station.review.frame is None and "No stored frame" not in w.review.status.text()
     finally:
         w.close()

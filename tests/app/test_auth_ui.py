@@ -49,6 +49,7 @@ def sign_in(qtbot, w, badge, pin):
     for digit in pin:  # on the on-screen keypad, as with gloves
         qtbot.mouseClick(panel.keypad.findChild(QtWidgets.QPushButton, f"key_{digit}"), QtCore.Qt.MouseButton.LeftButton)
     qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)  # the PIN is checked off the GUI thread
 
 
 def save_with_menu(qtbot, w, menu, message, path):
@@ -63,6 +64,8 @@ def save_with_menu(qtbot, w, menu, message, path):
     painter.drawPixmap(at, menu.grab())
     painter.end()
     menu.hide()
+    w.activateWindow()  # the closed menu hands the keyboard back to the window (the keypad types into it)
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.activeWindow() is w, timeout=2000)
     assert image.save(path)
 
 
@@ -86,6 +89,7 @@ def test_first_start_asks_for_the_first_admin_and_signs_them_in(qtbot, data_dir)
     p.pin.setText("1234")
     p.pin2.setText("1234")
     qtbot.mouseClick(p.button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.tasks.busy, timeout=10000)  # the PIN is hashed off the GUI thread
     assert not lock.isVisible() and w.auth.session.role == "admin"
     assert tool(w, "Export bundle…").isEnabled() and w.act_model.isEnabled()
     assert [e["action"] for e in audit.entries(data_dir)][-2:] == ["user_added", "sign_in"]
@@ -149,17 +153,17 @@ def test_locked_window_ignores_its_shortcuts_and_idle_time_locks_it(qtbot, data_
     w = open_window(qtbot, data_dir, autostart=True)
     qtbot.waitUntil(lambda: w.live.frames_shown >= 2, timeout=20000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    assert w.frozen is None  # nobody signed in: F does nothing
+    assert w.station.review.frozen is None  # nobody signed in: F does nothing
     sign_in(qtbot, w, "200", "2000")
     qtbot.keyClick(w, QtCore.Qt.Key.Key_L, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert w.auth.locked and w.auth.lock_screen.sign_in.badge.text() == "200"
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    assert w.frozen is None
+    assert w.station.review.frozen is None
     sign_in(qtbot, w, "200", "2000")
     assert not w.auth.locked
     # A decision is the signed-in operator's, and its audit entry says so.
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    assert w.frozen is not None
+    assert w.station.review.frozen is not None
     qtbot.keyClick(w, QtCore.Qt.Key.Key_U)
     qtbot.waitUntil(lambda: w.review.saved.text().startswith("Saved"), timeout=10000)
     # Idle: past the configured minutes without input, the window locks itself.
@@ -196,7 +200,7 @@ def test_a_critical_action_asks_for_the_pin_again_and_records_its_meaning(qtbot,
 
     QtCore.QTimer.singleShot(200, type_pin)
     w.set_model("none")
-    assert w._model_path == "none"
+    assert w.station.model.path == "none"
     e = audit.entries(data_dir)[-1]
     assert (e["action"], e["meaning"], e["new_value"]) == ("model_changed", "approved", "none")
     # A setting changed in the window is recorded once it stops moving.
@@ -221,8 +225,8 @@ def test_sign_in_dialog_grab(qtbot, data_dir, users):
 def test_the_lock_screen_covers_the_docks_after_the_layout_is_restored(qtbot, data_dir, users):
     """Nothing of the window can be seen or clicked while it is locked, the docks included."""
     w = open_window(qtbot, data_dir, autostart=True)  # as the station starts: the line runs behind the lock
-    w._restore_layout()  # what a start with a saved layout does after everything was built
-    qtbot.waitUntil(lambda: w.pipeline is not None and w.pipeline.latest()[0] > 5, timeout=20000)
+    w.restore_layout()  # what a start with a saved layout does after everything was built
+    qtbot.waitUntil(lambda: w.station.pipeline is not None and w.station.pipeline.latest()[0] > 5, timeout=20000)
     qtbot.wait(200)
     lock = w.auth.lock_screen
     docks = [d for d in w.findChildren(QtWidgets.QDockWidget) if not d.visibleRegion().isEmpty()]

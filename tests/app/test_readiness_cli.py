@@ -90,12 +90,20 @@ def test_no_data_is_an_error(line, tmp_path, capsys):
 
 
 class _Window(QtWidgets.QMainWindow):
-    """What the readiness action needs of the station's window: a Tools menu, the data folder, the config."""
+    """What the readiness action needs of the station's window: a Tools menu, the data folder, the config and
+    the task runner."""
 
     def __init__(self, data_dir: Path, config: dict) -> None:
+        from app.gui.tasks import TaskRunner
+
         super().__init__()
         self.data_dir, self.config = data_dir, config
         self.tools_menu = self.menuBar().addMenu("&Tools")
+        self.tasks = TaskRunner(self)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        self.tasks.shutdown()
+        super().closeEvent(event)
 
 
 def test_the_tools_menu_builds_the_report_off_the_gui_thread(line, qtbot, tmp_path):

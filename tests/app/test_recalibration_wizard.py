@@ -77,7 +77,7 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     action.trigger()
     wiz = window.recalibration_wizard
     qtbot.waitUntil(wiz.isVisible, timeout=5000)
-    assert window.pipeline is None  # the wizard has the camera; the line waits
+    assert window.station.pipeline is None  # the wizard has the camera; the line waits
 
     # Reason: 'other' needs a note; then a lens replacement by the technician.
     page = wiz.reason_page
@@ -164,14 +164,15 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     assert station["reference_id"] == result["reference_id"] != reference_file[1]
     assert Reference.load(station["reference"]).id == result["reference_id"]
     assert list((data_dir / "lens_profiles").glob("*.json"))
-    assert window.router.campaign is not None and window.router.campaign.every_n == 10
+    assert window.station.router.campaign is not None and window.station.router.campaign.every_n == 10
     if SHOTS:
         shutil.copy(pages[0], Path(SHOTS) / "recal_report.html")
 
     # Finish: the line starts again, after the lens change, against the new reference, with the event drawn.
     wiz.accept()
-    qtbot.waitUntil(lambda: window.pipeline is not None and window.monitor is not None, timeout=20000)
-    assert window.monitor.ref.id == result["reference_id"]
-    assert "start=" in window._uri
+    qtbot.waitUntil(lambda: window.station.pipeline is not None and window.station.monitor is not None, timeout=20000)
+    assert window.station.monitor.ref.id == result["reference_id"]
+    assert "start=" in window.station.uri
+    qtbot.waitUntil(lambda: not window.tasks.busy, timeout=10000)  # the new reference's history, read off the GUI thread
     marks = [line.value() for line in window.drift._events]  # one vertical line per chart and event
     assert marks.count(result["event_time"]) == len(window.drift.plots)

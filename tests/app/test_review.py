@@ -38,11 +38,11 @@ def test_freeze_draw_a_missed_defect_flag_unsure_and_undo(qtbot, window, data_di
     w = window
     qtbot.waitUntil(lambda: w.live.frames_shown >= 3, timeout=20000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    assert w.frozen is not None and w.review.freeze_button.isChecked()
+    assert w.station.review.frozen is not None and w.review.freeze_button.isChecked()
     shown = w.live.frames_shown
     qtbot.wait(300)
     assert w.live.frames_shown == shown  # frozen: the line runs on behind it
-    assert w.pipeline.stats.processed > 0
+    assert w.station.pipeline.stats.processed > 0
     qtbot.keyClick(w, QtCore.Qt.Key.Key_M)
     assert w.live.draw_mode
     qtbot.keyClick(w, QtCore.Qt.Key.Key_2)  # the missed defect is a dent
@@ -60,7 +60,7 @@ def test_freeze_draw_a_missed_defect_flag_unsure_and_undo(qtbot, window, data_di
     qtbot.waitUntil(lambda: "undo" in w.review.saved.text() and w.review.saved.text().startswith("Saved"),
                     timeout=10000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    assert w.frozen is None
+    assert w.station.review.frozen is None
     w.close()
     rows = list_decisions(data_dir)
     assert [r["verdict"] for r in rows] == ["missed", "unsure", "undo"]
@@ -76,15 +76,15 @@ def test_confirm_reject_and_reclass_detections_with_keys_clicks_and_buttons(qtbo
     w = window
     # Wait for a frame the model found at least two defects on, and freeze it.
     def two_detections():
-        _, r = w.pipeline.latest() if w.pipeline else (0, None)
+        _, r = w.station.pipeline.latest() if w.station.pipeline else (0, None)
         return r is not None and r.detections is not None and len(r.detections.boxes) >= 2
 
     qtbot.waitUntil(two_detections, timeout=60000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
-    dets = w.frozen_frame.detections
-    assert len(dets) >= 2 and w.selected == 0
+    dets = w.station.review.frame.detections
+    assert len(dets) >= 2 and w.station.review.selected == 0
     qtbot.keyClick(w, QtCore.Qt.Key.Key_C)  # confirm the first; the next is selected by itself
-    assert w.selected == 1
+    assert w.station.review.selected == 1
     wait_saved(qtbot, w)
     qtbot.mouseClick(w.review.reject_button, QtCore.Qt.MouseButton.LeftButton)  # reject the second
     wait_saved(qtbot, w)
@@ -92,7 +92,7 @@ def test_confirm_reject_and_reclass_detections_with_keys_clicks_and_buttons(qtbo
     b = dets[0]
     qtbot.mouseClick(w.live.viewport(), QtCore.Qt.MouseButton.LeftButton,
                      pos=frame_to_widget(w, (b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2))
-    assert w.selected == 0
+    assert w.station.review.selected == 0
     other = next(i for i in (1, 2, 3) if ("scratch", "dent", "contamination")[i - 1] != b.class_name)
     qtbot.keyClick(w, getattr(QtCore.Qt.Key, f"Key_{other}"))
     wait_saved(qtbot, w)

@@ -1,0 +1,662 @@
+"""The station model: one source and pipeline, the model, the drift monitor and trends, the feedback store, the
+review router and queue, and the operator's review session. No Qt: the window and the headless run are two
+faces of it.
+
+The model announces its changes through :class:`Announcer` callbacks. Each announcer says on which thread it
+fires; a face that draws (the window) hands every callback that may fire on a worker thread to its own GUI
+thread first. The review session (:class:`ReviewSession`) is not thread-safe: drive it from one thread (the
+window's GUI thread), including :meth:`ReviewSession.settle` for the acknowledgements that
+:attr:`Station.acked` announces on the feedback store's writer thread.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import resources
+from engine.monitoring.drift import BatchPoint, DriftMonitor, StatsMeasurer, measurers_for
+from engine.monitoring.reference import ReferenceError
+from engine.monitoring.trends import TrendStore, read_events, read_trend
+from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
+from engine.review.router import ReviewRouter, RouterConfig
+from engine.runtime.pipeline import FrameResult, Pipeline, PipelineConfig, SourceEvent, State
+from engine.sources import open_source
+
+FALLBACK_CLASSES = ("scratch", "dent", "contamination")
+
+
+class Announcer:
+    """A list of callbacks: ``connect(fn)``, ``disconnect(fn)``, ``emit(*args)`` (thread-safe).
+
+    A callback that raises is reported through ``sys.excepthook`` and the others still run: a listener's bug
+    must not stop the line whose worker thread may be the one announcing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._callbacks: list[Callable[..., Any]] = []
+        self._lock = threading.Lock()
+
+    def connect(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        with self._lock:
+            self._callbacks.append(fn)
+        return fn
+
+    def disconnect(self, fn: Callable[..., Any]) -> None:
+        with self._lock:
+            if fn in self._callbacks:
+                self._callbacks.remove(fn)
+
+    def emit(self, *args: Any) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for fn in callbacks:
+            try:
+                fn(*args)
+            except Exception:
+                sys.excepthook(*sys.exc_info())
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which detector runs: ``path`` None is the built-in model, ``"none"`` no model, else a model file;
+    ``confidence`` None is the model's own threshold."""
+
+    path: str | None = None
+    confidence: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path or "built-in"
+
+
+def frame_for_review(result: FrameResult, reason: str) -> FrameForReview:
+    """What the feedback store keeps of one pipeline result held for review."""
+    f = result.frame
+    dets = tuple(result.detections.boxes) if result.detections is not None else ()
+    stats = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+    det = result.detector or {}
+    return FrameForReview(f.image, f.source_id, f.sequence, f.timestamp, dets, det.get("name"), det.get("device"),
+                          result.measurements.get("reference_id"), stats,
+                          f.ground_truth.to_dict() if f.ground_truth is not None else None, reason)
+
+
+def builtin_classes() -> tuple[str, ...]:
+    """The built-in model's classes, from its card (a small JSON file; torch is not imported for it)."""
+    try:
+        card = json.loads(resources.path("builtin_detector.json").read_text(encoding="utf-8"))
+        return tuple(str(c) for c in card["classes"]) or FALLBACK_CLASSES
+    except (OSError, ValueError, KeyError, TypeError):
+        return FALLBACK_CLASSES
+
+
+def trend_history(data_dir: Path, reference_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The stored minute aggregates for ``reference_id`` and the station's events (disk: off a GUI thread)."""
+    return read_trend(data_dir, reference_id=reference_id), read_events(data_dir)
+
+
+@dataclass(frozen=True)
+class AckRecord:
+    """A decision's acknowledgement (``ack``: an :class:`Ack`, or the :class:`FeedbackError` that stopped it)."""
+
+    ack: Ack | FeedbackError
+    decision: Decision
+    index: int | None
+    label: str
+
+
+# ---------------------------------------------------------------------------------------------- review session
+
+
+class ReviewSession:
+    """Freeze, select, decide, undo, next in queue, acknowledgements: the operator's review, one frame at a time.
+
+    Drive it from one thread. :attr:`changed` announces, on that thread, what changed: ``"frozen"`` (a new frame
+    is held), ``"live"`` (back to live), ``"selection"`` (selection or per-detection states), ``"saving"``,
+    ``"saved"``, ``"refused"`` (a decision that cannot be made, with a sentence), ``"failed"`` (a decision not
+    stored, with a sentence) and ``"draw_class"``, as ``changed(what, detail)``."""
+
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.changed = Announcer("review.changed")
+        self.frozen: Any = None  # the FrameResult (or re-review task) under review
+        self.frame: FrameForReview | None = None
+        self.selected: int | None = None
+        self.states: dict[int, str] = {}
+        self._draw_class: str = station.classes[0]
+        self._done: list[tuple[str, FrameForReview, int | None]] = []  # own decisions, newest last, for undo
+
+    @property
+    def draw_class(self) -> str:
+        """The class of the next box drawn around a missed defect (one of the running model's classes)."""
+        classes = self.station.classes
+        return self._draw_class if self._draw_class in classes else classes[0]
+
+    @property
+    def reviewing(self) -> bool:
+        return self.frame is not None
+
+    def _allowed(self) -> bool:
+        return self.station.store is not None and self.station.permits("review")
+
+    def freeze(self, result: FrameResult, reason: str) -> None:
+        """Hold ``result`` for review; the line keeps running behind it. Its image is kept before any click."""
+        self.hold(result, frame_for_review(result, reason))
+        if self.station.store is not None:
+            self.station.store.keep_sample(self.frame)
+
+    def hold(self, frozen: Any, frame: FrameForReview) -> None:
+        """Hold a frame that is ready for review (a live result, or a stored frame due for a re-review)."""
+        self.frozen, self.frame = frozen, frame
+        self.states = {}
+        self.selected = 0 if frame.detections else None
+        self.changed.emit("frozen", None)
+
+    def resume_live(self) -> None:
+        self.frozen = self.frame = None
+        self.selected = None
+        self.states = {}
+        self.changed.emit("live", None)
+
+    def toggle_freeze(self) -> None:
+        """Freeze the newest result, or go back to live."""
+        if self.frozen is not None:
+            self.resume_live()
+            return
+        if not self.station.permits("review"):
+            return
+        result = self.station.latest()
+        if result is not None:
+            self.freeze(result, "operator")
+
+    def next_live_queued(self) -> bool:
+        """Freeze the oldest frame the router set aside; False when the queue is empty."""
+        q = self.station.queue
+        if not q:
+            return False
+        result, why = q.popleft()
+        self.station.queue_changed.emit(len(q))
+        self.freeze(result, why)
+        return True
+
+    def select(self, index: int) -> None:
+        if self.frame is not None and 0 <= index < len(self.frame.detections):
+            self.selected = index
+            self.changed.emit("selection", None)
+
+    def select_next(self) -> None:
+        fr = self.frame
+        if fr is None or not fr.detections:
+            return
+        n = len(fr.detections)
+        start = -1 if self.selected is None else self.selected
+        for k in range(1, n + 1):
+            i = (start + k) % n
+            if i not in self.states:
+                self.selected = i
+                break
+        else:
+            self.selected = None
+        self.changed.emit("selection", None)
+
+    def choose_class(self, name: str, drawing: bool) -> None:
+        """A class key or button: the class of the next drawn box, or a verdict on the selected detection."""
+        if drawing:
+            self._draw_class = name
+            self.changed.emit("draw_class", name)
+        elif self.selected is not None and self.frame is not None:
+            det = self.frame.detections[self.selected]
+            self.decide("confirm" if det.class_name == name else "reclass", new_class=name)
+
+    def decide(self, verdict: str, new_class: str | None = None, new_box: tuple | None = None) -> bool:
+        """One decision on the held frame, sent to the store; :attr:`Station.acked` says when it is durable."""
+        fr = self.frame
+        if fr is None or not self._allowed():
+            return False
+        needs_detection = verdict in ("confirm", "reject", "reclass")
+        if needs_detection and self.selected is None:
+            return False
+        index = self.selected if needs_detection else None
+        try:
+            d = Decision(fr, self.station.operator, verdict, detection=index, new_class=new_class, new_box=new_box)
+        except ValueError as e:
+            self.changed.emit("refused", str(e))
+            return False
+        label = f"{verdict} {new_class or (fr.detections[index].class_name if index is not None else '')}".strip()
+        if index is not None:
+            self.states[index] = "saving"
+        self.station.submit(d, index, label)
+        # Undo takes back the last decision made, acknowledged yet or not: the writer keeps their order.
+        self._done.append((d.review_id, fr, index))
+        self.changed.emit("saving", label)
+        if index is not None:
+            self.select_next()
+        else:
+            self.changed.emit("selection", None)
+        return True
+
+    def undo(self) -> bool:
+        if not self._done or not self._allowed():
+            return False
+        review_id, frame, index = self._done.pop()
+        self.station.submit(Decision(frame, self.station.operator, "undo", undoes=review_id), index, "undo")
+        self.changed.emit("saving", "undo")
+        return True
+
+    def settle(self, rec: AckRecord) -> None:
+        """Take in an acknowledgement (call on the session's thread)."""
+        d, index = rec.decision, rec.index
+        same_frame = self.frame is not None and d.frame is self.frame
+        if isinstance(rec.ack, Ack):
+            if same_frame and index is not None:
+                if d.verdict == "undo":
+                    self.states.pop(index, None)
+                else:
+                    self.states[index] = d.verdict
+            self.changed.emit("saved", (rec.label, rec.ack.latency_ms))
+        else:
+            if same_frame and index is not None and self.states.get(index) == "saving":
+                self.states.pop(index)
+            self._done = [x for x in self._done if x[0] != d.review_id]
+            self.changed.emit("failed", str(rec.ack))
+        if same_frame:
+            self.changed.emit("selection", None)
+
+    def status(self) -> str:
+        """One line on the held frame and its selected detection."""
+        fr = self.frame
+        if fr is None:
+            return "Live. Freeze a frame (F) or take one from the queue (N) to review it."
+        n = len(fr.detections)
+        head = f"Frame {fr.sequence} ({fr.queue_reason}). "
+        if self.selected is not None and n:
+            b = fr.detections[self.selected]
+            score = f" {b.score:.2f}" if b.score is not None else ""
+            return head + f"Detection {self.selected + 1} of {n}: {b.class_name}{score}."
+        if n:
+            return head + f"All {n} detections decided."
+        return head + "No detections: draw any defect the model missed (M), or flag it (U)."
+
+
+# ---------------------------------------------------------------------------------------------- the station
+
+
+@dataclass
+class AutoReviewCounts:
+    submitted: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    samples: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    frames: int = 0
+
+
+class Station:
+    """The inspection station without a face.
+
+    Announcements (``station.<name>.connect(fn)``), and the thread each fires on:
+
+    - ``events(SourceEvent)``: the pipeline's source events, on its worker thread; alarms (kind ``"alarm"``) too.
+    - ``problem(str)``: one sentence about something the station works around, on the calling thread.
+    - ``frame_done(FrameResult)``: every processed frame, on the pipeline's worker thread (headless sinks).
+    - ``batch(BatchPoint)``: a drift batch closed, on the pipeline's worker thread.
+    - ``marked(time, kind)``: an event to draw on the trends (model loaded, source opened, recalibration), on the
+      pipeline's worker thread or the calling thread.
+    - ``model_ready(detector)``: a detector was loaded (pipeline worker) or reused (calling thread).
+    - ``queue_changed(int)``: the review queue's length, on the pipeline's worker or the calling thread.
+    - ``acked(AckRecord)``: a decision is durable or failed, on the feedback store's writer thread.
+    - ``opened(str)``, ``stopped()``, ``monitor_changed(DriftMonitor | None)``: on the calling thread.
+    - ``classes_changed(tuple[str, ...])``: the running model's classes differ from the last ones, with
+      ``model_ready``.
+
+    ``permits(permission) -> bool`` is the gate a face installs (the window's sign-in); by default everything
+    is allowed. ``operator`` is who decides: the signed-in badge (:meth:`sign_in`), else the name typed in
+    (:meth:`set_operator`), never read from a widget.
+    """
+
+    def __init__(self, config: dict[str, Any], data_dir: Path, uri: str | None = None,
+                 model: ModelChoice | None = None, *, realtime: bool = True, feedback: bool = True,
+                 keep_trends: bool = True, strict: bool = False, reference: str | None = None,
+                 pipeline_config: PipelineConfig | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.uri = uri or config["source"]["uri"]
+        self.model = model or ModelChoice()
+        self.realtime, self.keep_trends, self.strict, self.reference = realtime, keep_trends, strict, reference
+        pc = config["pipeline"]
+        self.pipeline_config = pipeline_config or PipelineConfig(
+            read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
+            retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"])
+        for name in ("events", "problem", "frame_done", "batch", "marked", "model_ready", "queue_changed", "acked",
+                     "opened", "stopped", "monitor_changed", "classes_changed"):
+            setattr(self, name, Announcer(name))
+        self.pipeline: Pipeline | None = None
+        self.last_pipeline: Pipeline | None = None  # the newest line, running or not (the run's summary)
+        self._retired: list[Pipeline] = []  # stopped pipelines whose thread has not finished yet
+        self.detector: Any = None  # the loaded model, reused across source changes
+        self._generation = 0
+        self.classes: tuple[str, ...] = builtin_classes()
+        self.monitor: DriftMonitor | None = None
+        self.trend_store: TrendStore | None = None
+        self._history_loaded: set[str] = set()
+        self.router = ReviewRouter(RouterConfig())
+        self.queue: deque = deque(maxlen=500)  # (FrameResult, reason), appended on the pipeline's worker
+        self._auto: Any = None
+        self.auto_counts = AutoReviewCounts()
+        self.session: Any = None  # who is signed in (engine.security.auth.Session), None: nobody
+        self._typed_operator = getpass.getuser()
+        self.permits: Callable[[str], bool] = lambda permission: True
+        self.store: FeedbackStore | None = None
+        self.store_error: str | None = None
+        if feedback:
+            self.open_store()
+        self.review = ReviewSession(self)
+
+    # ------------------------------------------------------------------ who
+
+    @property
+    def operator(self) -> str:
+        """The operator of every decision: the signed-in badge, else the name typed in."""
+        if self.session is not None:
+            return str(self.session.badge)
+        return self._typed_operator.strip() or "operator"
+
+    def set_operator(self, name: str) -> None:
+        """The name typed in for a station without sign-in (ignored while someone is signed in)."""
+        self._typed_operator = name
+
+    def sign_in(self, session: Any) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------------ stores
+
+    def open_store(self) -> FeedbackStore | None:
+        if self.store is None:
+            try:
+                self.store = FeedbackStore(self.data_dir)
+                self.store_error = None
+            except FeedbackError as e:
+                if self.strict:
+                    raise
+                self.store_error = str(e)
+        return self.store
+
+    def submit(self, d: Decision, index: int | None, label: str) -> None:
+        assert self.store is not None
+        self.store.submit(d, on_ack=lambda a: self.acked.emit(AckRecord(a, d, index, label)))
+
+    # ------------------------------------------------------------------ the model
+
+    def load_model(self) -> Any:
+        """Load the chosen detector now, on the calling thread (raises ``ModelError``); None for no model."""
+        if self.model.path == "none":
+            return None
+        from engine.inference import load_detector
+
+        self._loaded(load_detector(self.model.path, confidence=self.model.confidence), self._generation)
+        return self.detector
+
+    def use_detector(self, detector: Any) -> None:
+        """Run ``detector``, already loaded, from the next start of the line on: its classes and its threshold
+        become the station's (announced on the calling thread)."""
+        self._generation += 1
+        self._loaded(detector, self._generation)
+
+    def _loaded(self, detector: Any, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.detector = detector
+        conf = getattr(detector, "confidence", None)
+        if conf is not None:
+            self.router.cfg.threshold = float(conf)  # "near the threshold" means this model's threshold
+        classes = tuple(getattr(detector, "classes", ()) or ())
+        if classes and classes != self.classes:
+            self.classes = classes  # one reference swapped: readers on other threads see the old or the new
+            self.classes_changed.emit(classes)
+        self.model_ready.emit(detector)
+
+    def _detector_for_pipeline(self) -> Any:
+        if self.model.path == "none":
+            return None
+        if self.detector is not None:
+            return self.detector
+        path, conf, generation = self.model.path, self.model.confidence, self._generation
+
+        def load() -> Any:  # on the pipeline's worker: torch never loads on the caller's thread
+            from engine.inference import load_detector
+
+            det = load_detector(path, confidence=conf)
+            self._loaded(det, generation)
+            return det
+
+        return load
+
+    def set_model(self, path: str | None, restart: bool = True) -> None:
+        """Use another model (None: the built-in one, ``"none"``: none); the line restarts on it unless
+        ``restart`` is False (the caller opens the source next)."""
+        self.model = ModelChoice(path or None, self.model.confidence)
+        self.detector = None
+        self._generation += 1
+        if restart:
+            self.open_source(self.uri)
+
+    def set_confidence(self, value: float) -> None:
+        self.model = ModelChoice(self.model.path, float(value))
+        detector = self.pipeline.detector if self.pipeline is not None else None
+        if detector is not None and hasattr(detector, "confidence"):
+            detector.confidence = float(value)  # read by the worker on its next frame
+
+    @property
+    def model_name(self) -> str:
+        return str(getattr(self.detector, "name", "") or "")
+
+    # ------------------------------------------------------------------ the line
+
+    def open_source(self, uri: str) -> Pipeline:
+        """Switch the line to ``uri`` and start it. Raises ``SourceError`` for a URI that cannot be used (the
+        line being watched is then still watched); a reference that cannot be used is announced on
+        :attr:`problem` and the line runs without drift measurement (``strict``: raises ``ReferenceError``)."""
+        source = open_source(uri, realtime=self.realtime)
+        self.retire()
+        self.uri = uri
+        on_batch = self._on_batch if self.keep_trends else None
+        try:
+            measurers = measurers_for(self.config, self.reference, on_batch=on_batch, data_dir=self.data_dir)
+        except ReferenceError as e:
+            if self.strict:
+                raise
+            self.problem.emit(f"{e}; watching without drift measurement")
+            measurers = [StatsMeasurer()]
+        self._attach_monitor(next((m for m in measurers if isinstance(m, DriftMonitor)), None))
+        detector = self._detector_for_pipeline()
+        self.pipeline = Pipeline(source, detector=detector, measurers=measurers, config=self.pipeline_config,
+                                 sinks=[self._on_frame],
+                                 event_sinks=[lambda ev, s=source: self._on_event(s, ev)])
+        self.last_pipeline = self.pipeline
+        self.pipeline.start()
+        self.opened.emit(source.describe())
+        if hasattr(detector, "detect"):  # a model already loaded, reused
+            self.model_ready.emit(detector)
+        return self.pipeline
+
+    def start(self) -> None:
+        """Resume a paused line, or open the current source again."""
+        p = self.pipeline
+        if p is not None and p.running:
+            p.resume()
+        else:
+            self.open_source(self.uri)
+
+    def pause(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.pause()
+
+    def resume(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.resume()
+
+    def stop(self) -> None:
+        self.retire()
+        self.stopped.emit()
+
+    @property
+    def running(self) -> bool:
+        return self.pipeline is not None and self.pipeline.running
+
+    @property
+    def state(self) -> State:
+        return self.pipeline.state if self.pipeline is not None else State.STOPPED
+
+    def latest(self) -> FrameResult | None:
+        return self.pipeline.latest()[1] if self.pipeline is not None else None
+
+    def retire(self) -> None:
+        """Stop the current pipeline without waiting for its thread (a stuck camera must not freeze the caller)."""
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self._retired.append(self.pipeline)
+            self.pipeline = None
+        self._retired = [p for p in self._retired if p.running]
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self.pipeline.join(timeout) if self.pipeline is not None else True
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the line, wait for its threads, and close the stores (their last acknowledgements go out)."""
+        self.retire()
+        for p in self._retired:
+            p.join(timeout=timeout)
+        self._retired = []
+        if self.trend_store is not None:
+            self.trend_store.close()
+            self.trend_store = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ------------------------------------------------------------------ drift and trends
+
+    def _attach_monitor(self, monitor: DriftMonitor | None) -> None:
+        self.monitor = monitor
+        if monitor is not None and self.keep_trends:
+            ref = monitor.ref
+            if self.trend_store is None or self.trend_store.reference_id != ref.id:
+                if self.trend_store is not None:
+                    self.trend_store.close()
+                try:
+                    self.trend_store = TrendStore(self.data_dir, ref.id)
+                except RuntimeError as e:
+                    self.problem.emit(f"{e}; trends are not kept")
+                    self.trend_store = None
+        self.monitor_changed.emit(monitor)
+
+    def history_due(self, reference_id: str) -> bool:
+        """True the first time it is asked for a reference: its stored history is then worth reading."""
+        if reference_id in self._history_loaded:
+            return False
+        self._history_loaded.add(reference_id)
+        return True
+
+    def mark(self, when: float, kind: str) -> None:
+        """An event worth a line on the trend charts (a recalibration): announced, not stored."""
+        self.marked.emit(when, kind)
+
+    def _on_batch(self, point: BatchPoint) -> None:
+        """On the pipeline's worker: hand the batch to the trend store's writer (never blocks), announce it."""
+        store = self.trend_store
+        if store is not None:
+            store.add_batch(point)
+        self.batch.emit(point)
+
+    # ------------------------------------------------------------------ on the pipeline's worker
+
+    def _on_event(self, source: Any, ev: SourceEvent) -> None:
+        p = self.pipeline
+        if p is None or p.source is not source:
+            return  # a retired line's last words
+        self.events.emit(ev)
+        if ev.kind in ("model", "opened"):
+            t = source.clock.now()  # the source's clock, the one its frames are stamped with
+            if self.trend_store is not None:
+                self.trend_store.add_event(t, ev.kind, ev.message)
+            self.marked.emit(t, ev.kind)
+
+    def _on_frame(self, result: FrameResult) -> None:
+        for a in result.alarms:  # the pipeline keeps these from its event sinks; a face hears of every one
+            self.events.emit(SourceEvent("alarm", f"{a.name} {a.severity}: {a.message}", time.time(),
+                                         result.frame.sequence))
+        if self._auto is not None:
+            self._auto_review(result)
+        elif self.store is not None:
+            scores = [b.score or 0.0 for b in result.detections.boxes] if result.detections is not None else []
+            why = self.router.reason(scores, result.measurements)
+            if why is not None:
+                self.queue.append((result, why))
+                self.queue_changed.emit(len(self.queue))
+        self.frame_done.emit(result)
+
+    # ------------------------------------------------------------------ the headless operator
+
+    def review_automatically(self, reviewer: Any) -> None:
+        """Review every frame with ``reviewer`` (``review(FrameForReview) -> [Decision]``) on the worker."""
+        self.open_store()
+        if self._auto is None:
+            self.acked.connect(self.count_ack)
+        self._auto = reviewer
+
+    def _auto_review(self, result: FrameResult) -> None:
+        scores = [b.score or 0.0 for b in result.detections.boxes] if result.detections is not None else []
+        reason = self.router.reason(scores, result.measurements)
+        fr = frame_for_review(result, reason or "oracle")
+        c = self.auto_counts
+        c.frames += 1
+        decisions = self._auto.review(fr)
+        if not decisions:
+            if c.frames % 50 == 0 and self.store is not None:  # a bounded sample of frames nobody had to review
+                self.store.keep_sample(fr)
+                c.samples += 1
+            return
+        for d in decisions:
+            c.submitted += 1
+            self.submit(d, None, d.verdict)
+
+    def count_ack(self, rec: AckRecord) -> None:
+        """Count an acknowledgement of the headless operator (any thread)."""
+        c = self.auto_counts
+        if isinstance(rec.ack, Ack):
+            c.acknowledged += 1
+            c.latencies.append(rec.ack.latency_ms)
+        else:
+            c.failed += 1
+            if len(c.errors) < 5:
+                c.errors.append(str(rec.ack))
+
+    def review_summary(self) -> dict[str, Any]:
+        c = self.auto_counts
+        out: dict[str, Any] = {"submitted": c.submitted, "acknowledged": c.acknowledged, "failed": c.failed,
+                               "samples": c.samples}
+        if c.latencies:
+            lat = sorted(c.latencies)
+            out["ack_ms_median"] = round(lat[len(lat) // 2], 2)
+            out["ack_ms_p95"] = round(lat[int(0.95 * (len(lat) - 1))], 2)
+        if c.errors:
+            out["errors"] = c.errors
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary record: source, state, the pipeline's counts, and its error if any."""
+        p = self.last_pipeline
+        out: dict[str, Any] = {"type": "summary"}
+        if p is not None:
+            out.update(source=p.source.describe(), state=p.state.value, **p.stats.to_dict())
+            if p.error:
+                out["error"] = p.error
+        return out
