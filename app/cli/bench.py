@@ -127,7 +127,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import torch
 
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
     from engine.core.frame import Frame
     from engine.simulation.line import LineSimulator
 
@@ -135,10 +135,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
         torch.set_num_threads(args.threads)
     elif args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        det = load_detector(args.model, device=args.device)
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    det = load_detector(args.model, device=args.device)
     sim = LineSimulator(seed=0, scenario="nominal", width=args.width, height=args.height)
     frames = []
     for slot in range(0, 40):  # rendered before timing: only the detector is measured

@@ -44,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.calibration.lens import CalibrationError, Pattern, calibrate_images, compare_profiles, image_files
+    from engine.calibration.lens import Pattern, calibrate_images, compare_profiles, image_files
     from engine.calibration.recalibration import latest_lens_profile, save_lens_profile
 
     cal = config.get("calibration", {})
@@ -70,12 +70,9 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     files = image_files(folder)
     if not files:
         raise UserError(f"there are no images (.png, .jpg, .bmp, .tif) in {folder}")
-    try:
-        pattern = Pattern.parse(args.pattern, args.square_mm, args.target)
-        profile, info = calibrate_images(files, pattern, min_views=args.min_views or int(cal.get("min_views", 8)),
-                                         working_distance_mm=float(cal.get("working_distance_mm", 300.0)) or None)
-    except CalibrationError as e:
-        raise UserError(str(e)) from None
+    pattern = Pattern.parse(args.pattern, args.square_mm, args.target)
+    profile, info = calibrate_images(files, pattern, min_views=args.min_views or int(cal.get("min_views", 8)),
+                                     working_distance_mm=float(cal.get("working_distance_mm", 300.0)) or None)
     profile.source = f"calibrate --images {folder}"
     ddir = data_dir(args)
     previous = latest_lens_profile(ddir)
@@ -110,7 +107,7 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """Every step in order on ``--source``, overrides applied, then the commit; one JSON object or a summary."""
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
     from engine.calibration.recalibration import (
         STEPS,
         Recalibration,
@@ -119,7 +116,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         run_step,
         simulated_nominal_profile,
     )
-    from engine.sources import SourceError, open_source
+    from engine.sources import open_source
 
     if not args.who:
         raise UserError("say who recalibrates the station with --who NAME")
@@ -130,16 +127,10 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
             raise UserError(f"--override {o!r} is not STEP=REASON with STEP one of {', '.join(STEPS[1:-1])}")
         overrides[step] = text
     ddir = data_dir(args)
-    try:
-        detector = load_detector(args.model)
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    detector = load_detector(args.model)
     active, training, problems = load_references(config, ddir)
-    try:
-        source = open_source(args.source)
-        source.open()
-    except SourceError as e:
-        raise UserError(str(e)) from None
+    source = open_source(args.source)
+    source.open()
     try:
         first = source.read()
         s = Recalibration(ddir, config, detector, active, training,
@@ -153,7 +144,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         for step, text in overrides.items():
             s.override(step, text, args.who)
         result = s.commit(keep_reference=args.keep_reference)
-    except (RecalibrationError, SourceError, ValueError) as e:
+    except ValueError as e:
         raise UserError(str(e)) from None
     finally:
         source.close()

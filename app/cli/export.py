@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, data_dir, fraction
+from app.cli.common import data_dir, fraction
 
 
 def _time(text: str) -> float:
@@ -46,22 +46,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions
+    from engine.datasets.bundle import FORMATS, KINDS, ExportOptions
 
     cfg = config.get("export", {})
-    try:
-        return ExportOptions(since=args.since, until=args.until, kinds=args.kinds or KINDS,
-                             classes=args.classes or None, formats=args.format or FORMATS,
-                             replay_share=args.replay_share if args.replay_share is not None
-                             else float(cfg.get("replay_share", 0.1)),
-                             replay_seed=int(cfg.get("replay_seed", 0)), zip=args.zip)
-    except BundleError as e:
-        raise UserError(str(e)) from None
+    return ExportOptions(since=args.since, until=args.until, kinds=args.kinds or KINDS,
+                         classes=args.classes or None, formats=args.format or FORMATS,
+                         replay_share=args.replay_share if args.replay_share is not None
+                         else float(cfg.get("replay_share", 0.1)),
+                         replay_seed=int(cfg.get("replay_seed", 0)), zip=args.zip)
 
 
 def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from app.cli.credentials import require, store_for
-    from engine.datasets.bundle import BundleError, export_bundle
+    from engine.datasets.bundle import export_bundle
     from engine.core.config import station_id
 
     options = options_from(args, config)
@@ -76,8 +73,6 @@ def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     try:
         res = export_bundle(data_dir(args), args.out, options, station_id(config), progress=progress,
                             threads=int(cfg.get("threads", 2)), link_images=bool(cfg.get("link_images", False)))
-    except BundleError as e:
-        raise UserError(str(e)) from None
     finally:
         if tty:
             print(file=sys.stderr)

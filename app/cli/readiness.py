@@ -25,26 +25,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def readiness(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.readiness import ReadinessError, build_report, parse_since
+    from engine.datasets.readiness import build_report, parse_since
 
     if args.out is None and not args.json:
         raise UserError("say where the report goes with --out report.html (or ask for --json)")
     from app.cli.credentials import require
 
     require(args, "readiness", "reviewed", config, action="readiness", obj=str(args.out or ""))
-    try:
-        since = parse_since(args.since) if args.since else None
-        tty = sys.stderr.isatty()
+    since = parse_since(args.since) if args.since else None
+    tty = sys.stderr.isatty()
 
-        def progress(fraction: float, message: str) -> None:
-            if tty:
-                print(f"\r{fraction:4.0%} {message:<40}", end="", file=sys.stderr, flush=True)
-
-        result = build_report(args.reference, data_dir(args), args.out, since, config, progress)
+    def progress(fraction: float, message: str) -> None:
         if tty:
-            print(file=sys.stderr)
-    except ReadinessError as e:
-        raise UserError(str(e)) from None
+            print(f"\r{fraction:4.0%} {message:<40}", end="", file=sys.stderr, flush=True)
+
+    result = build_report(args.reference, data_dir(args), args.out, since, config, progress)
+    if tty:
+        print(file=sys.stderr)
     if args.json:
         d = result.to_dict()
         d.pop("coverage", None)

@@ -40,23 +40,16 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
     from engine.monitoring.drift import measurers_for
     from engine.runtime.pipeline import Pipeline, PipelineConfig
     from engine.runtime.records import JsonlWriter
-    from engine.monitoring.reference import ReferenceError
-    from engine.sources import SourceError, open_source
+    from engine.sources import open_source
 
     directory = data_dir(args)
     uri = args.source or config["source"]["uri"]
-    try:
-        source = open_source(uri, realtime=False)
-    except SourceError as e:
-        raise UserError(str(e)) from None
-    try:
-        detector = None if args.model == "none" else load_detector(args.model, confidence=args.confidence)
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    source = open_source(uri, realtime=False)
+    detector = None if args.model == "none" else load_detector(args.model, confidence=args.confidence)
     pc = config["pipeline"]
     pcfg = PipelineConfig(read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
                           retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], max_frames=args.frames,
@@ -68,10 +61,7 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.jsonl}: {e.strerror}") from None
     progress = _Progress(args.frames)
-    try:
-        measurers = measurers_for(config, args.reference, data_dir=data_dir(args))
-    except ReferenceError as e:
-        raise UserError(str(e)) from None
+    measurers = measurers_for(config, args.reference, data_dir=data_dir(args))
     review = _AutoReview(args.auto_review, directory, detector, writer) if args.auto_review else None
     if review is not None and not uri.startswith("sim://"):
         raise UserError("the oracle reviewer needs the simulator's ground truth: use a sim:// source")
@@ -144,17 +134,14 @@ class _AutoReview:
     """The headless operator: reviews frames on the pipeline's worker; the store acknowledges on its writer."""
 
     def __init__(self, spec: str, directory: Path, detector: Any, writer: Any) -> None:
-        from engine.review.feedback import FeedbackError, FeedbackStore
+        from engine.review.feedback import FeedbackStore
         from engine.review.router import OracleReviewer, ReviewRouter, RouterConfig, parse_auto_review
 
         try:
             accuracy, operator = parse_auto_review(spec)
         except ValueError as e:
             raise UserError(str(e)) from None
-        try:
-            self.store = FeedbackStore(directory)
-        except FeedbackError as e:
-            raise UserError(str(e)) from None
+        self.store = FeedbackStore(directory)
         self.reviewer = OracleReviewer(accuracy, operator)
         self.router = ReviewRouter(RouterConfig(threshold=float(getattr(detector, "confidence", 0.5) or 0.5)))
         self.writer = writer

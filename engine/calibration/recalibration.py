@@ -57,6 +57,7 @@ from engine.calibration.lens import (
     utc_now,
     write_json_atomic,
 )
+from engine.core.errors import StationError
 from engine.monitoring.drift import STATION_FILE, tolerance_band
 from engine.core.files import write_atomic
 from engine.core.frame import Frame
@@ -76,7 +77,7 @@ DETECT_BATCH = 8  # frames the model sees at once in the golden and domain steps
 DOMAIN_KEYS = ("mean_luma", "gain_r", "gain_b", "rms_contrast", "focus", "noise")
 
 
-class RecalibrationError(RuntimeError):
+class RecalibrationError(StationError):
     """The procedure cannot go on as asked; one sentence."""
 
 

@@ -46,6 +46,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.monitoring.charts import psi
 from engine.storage.db import DB_NAME, read
 from engine.core.files import write_atomic
@@ -56,7 +57,7 @@ PSI_BINS = 10
 NOVELTY_LIMIT = 1.0  # novelty above this: unlike anything in the reference (its 99.9 % quantile)
 
 
-class ReadinessError(RuntimeError):
+class ReadinessError(StationError):
     """The report cannot be made; one sentence."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.security import audit
 from engine.storage.db import DB_NAME, DatabaseError, connect, read
 from engine.core.files import write_atomic
@@ -34,7 +35,7 @@ from engine.core.frame import Box
 VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
 
 
-class FeedbackError(RuntimeError):
+class FeedbackError(StationError):
     """A decision could not be stored; the message says why in one sentence."""
 
 

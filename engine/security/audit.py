@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.core.errors import StationError
 from engine.storage.db import DB_NAME, connect
 from engine.core.files import write_atomic
 
@@ -46,7 +47,7 @@ CLOCK_JUMP_S = 120.0  # wall clock against monotonic clock, between two entries 
 BACKWARDS_S = 1.0  # the wall clock going back by more than this between entries is a jump
 
 
-class AuditError(RuntimeError):
+class AuditError(StationError):
     """The audit trail cannot be read or written; one sentence."""
 
 

@@ -13,10 +13,12 @@ from typing import Any, Callable
 
 import sqlite_utils
 
+from engine.core.errors import StationError
+
 DB_NAME = "station.sqlite"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(StationError, RuntimeError):
     """The database cannot be opened or upgraded; one sentence."""
 
 

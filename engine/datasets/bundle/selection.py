@@ -33,13 +33,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from engine.core.errors import StationError
 from engine.storage.db import read
 
 KINDS = ("fp", "fn", "confirmed", "unsure")
 FORMATS = ("coco", "yolo")
 
 
-class BundleError(RuntimeError):
+class BundleError(StationError):
     """A bundle cannot be made, read or merged; the message says why in one sentence."""
 
 
