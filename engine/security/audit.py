@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import StationError
-from engine.storage.db import DB_NAME, connect
+from engine.storage.db import DB_NAME, DatabaseError, connect
 from engine.core.files import write_atomic
 
 GENESIS = "0" * 64
@@ -228,6 +228,8 @@ def verify(data_dir: Path) -> Verdict:
 def verify_db(db: Any) -> Verdict:
     try:
         rows = _rows(db, f"SELECT * FROM {TABLE} ORDER BY id")
+    except DatabaseError:
+        raise  # the file itself is unusable: that is no verdict on the trail
     except Exception as e:  # noqa: BLE001 - a missing or unreadable table is a verdict, not a crash
         return Verdict(False, 0, 1, f"the audit table cannot be read ({e})")
     prev_hash, prev_id = GENESIS, 0
@@ -258,6 +260,8 @@ def verify_db(db: Any) -> Verdict:
                                                       "end of the trail")
     try:
         decisions = {int(d["id"]): decision_hash(d) for d in _rows(db, "SELECT * FROM decisions ORDER BY id")}
+    except DatabaseError:
+        raise
     except Exception:  # noqa: BLE001 - a station without a feedback store has no decisions table to check
         decisions = {}
     # The first broken entry is the smallest entry id among all decision problems.
