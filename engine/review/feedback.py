@@ -223,7 +223,7 @@ class FeedbackStore:
             except Exception as e:  # every failure becomes a sentence for the caller; the writer goes on
                 try:
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
+                except (sqlite3.Error, DatabaseError):
                     pass
                 fut.set_exception(e if isinstance(e, FeedbackError) else FeedbackError(_sentence(e, self.data_dir)))
             self._writes += 1

@@ -10,7 +10,7 @@ Operator decisions are covered too: when the feedback store commits a decision i
 transaction, an entry whose new value holds the SHA-256 of the decision row (:func:`decision_hash`);
 ``verify`` recomputes those from the ``decisions`` table, so an edited or removed decision fails as well.
 Decisions that existed before the audit trail began are covered by the hash over all of them that the
-first entry records.
+first entry records (written by migration 3, which keeps its own frozen copy of these hashing rules).
 
 Clock jumps: each entry keeps the wall clock, ``time.monotonic()`` and the boot id. When the wall clock
 moved by more (or less) than the monotonic clock since the previous entry of the same boot, or went
@@ -172,13 +172,6 @@ def record_decision(db: Any, decision_id: int, operator: str, model: str | None 
                   new={"decision_id": decision_id, "review_id": row.get("review_id"), "verdict": row.get("verdict"),
                        "decision_sha256": decision_hash(row)},
                   meaning="reviewed", model_version=model or "", reason=row.get("queue_reason") or "")
-
-
-def legacy_decisions(db: Any) -> dict[str, Any]:
-    """What the first entry records about decisions made before the trail began: count, last id, hash."""
-    ids_hashes = {int(r["id"]): decision_hash(r) for r in _rows(db, "SELECT * FROM decisions ORDER BY id")}
-    return {"decisions": len(ids_hashes), "last_decision_id": max(ids_hashes, default=0),
-            "decisions_sha256": _combined(ids_hashes)}
 
 
 def _combined(ids_hashes: dict[int, str]) -> str:

@@ -150,10 +150,13 @@ def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         db = sqlite_utils.Database(conn)
+        version = schema_version(db)  # reads the header: a file that is no database fails here, not later
         if migrate:
             upgrade(db, path)
-        else:
-            schema_version(db)  # reads the file's header: a file that is no database fails here, not later
+        elif version > len(MIGRATIONS):
+            raise DatabaseError(f"database {path} is from a newer version of the station (schema {version})")
+        elif version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            raise DatabaseError(f"{path} is not a station database (it holds another program's tables)")
     except BaseException as e:
         conn.close()
         if isinstance(e, sqlite3.Error):
@@ -192,6 +195,8 @@ def read(data_dir: Path, sql: str, args: list[Any] | tuple = ()) -> list[dict[st
         return []
     db = connect(path, migrate=False)
     try:
+        if schema_version(db) == 0:
+            return []  # an empty file: no station data yet
         cur = db.execute(sql, list(args))
         names = [c[0] for c in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]

@@ -136,3 +136,37 @@ def test_every_error_a_user_can_fix_is_a_station_error():
     assert len(classes) >= 14
     assert [c.__qualname__ for c in classes if not issubclass(c, StationError)] == []
     assert str(StationError("the camera is not connected")) == "the camera is not connected"
+
+
+def test_the_feedback_writer_reports_a_refused_write_as_a_sentence_and_goes_on(tmp_path):
+    from engine.core.frame import Box
+    from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, FrameForReview
+
+    def decision(seq):
+        img = np.random.default_rng(seq).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+        fr = FrameForReview(img, "sim:test", seq, 1000.0 + seq, (Box(2, 2, 9, 9, 0, "scratch", 0.8),))
+        return Decision(fr, "ana", "confirm", detection=0)
+
+    store = FeedbackStore(tmp_path)
+    try:
+        store._db.execute("PRAGMA query_only = ON")  # SQLite refuses every write: SQLITE_READONLY
+        with pytest.raises(FeedbackError, match="read-only.*attempt to write a readonly database"):
+            store.submit(decision(1)).result(10)
+        store._db.execute("PRAGMA query_only = OFF")
+        assert isinstance(store.submit(decision(2)).result(10), Ack)
+    finally:
+        store.close()
+
+
+def test_another_programs_database_is_named_as_such(tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    con.execute("CREATE TABLE recipes (name TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseError, match="is not a station database"):
+        read(tmp_path, "SELECT * FROM frames")
+    (tmp_path / DB_NAME).unlink()
+    (tmp_path / DB_NAME).touch()  # an empty file is an empty store
+    assert read(tmp_path, "SELECT * FROM frames") == []
