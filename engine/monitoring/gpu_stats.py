@@ -45,7 +45,7 @@ MAX_BATCH = 65535  # the grid's z dimension: larger batches go in several launch
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
-class GpuUnavailableError(StationError, RuntimeError):
+class GpuUnavailableError(StationError):
     """The GPU backend cannot run here; the message says why in one sentence."""
 
 
