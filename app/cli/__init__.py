@@ -1,8 +1,9 @@
 """Command line: ``inspection-station [COMMAND]``. With no command, the station's window opens.
 
 Each command group lives in its own module in ``app/cli`` and registers its
-sub-parser there. User errors (a bad flag, a missing file, an unreachable camera) end
-in one sentence on stderr and a non-zero exit status, never a traceback.
+sub-parser there. User errors (a bad flag, a missing file, an unreachable camera, a damaged
+database) are :class:`~engine.core.errors.StationError`; they end in one sentence on stderr and
+exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from app.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
+from app.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from engine import __version__
-from engine.core.config import ConfigError, load_config
+from engine.core.config import load_config
+from engine.core.errors import StationError
 
 # Modules under app/cli, each with ``register(subparsers, common_parser)``.
 COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback",
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(getattr(args, "config", None))
         return int(args.func(args, config))
-    except (UserError, ConfigError) as e:
+    except StationError as e:  # something the user can fix: one sentence, never a traceback
         print(f"inspection-station: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

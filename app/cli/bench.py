@@ -127,7 +127,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import torch
 
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
     from engine.core.frame import Frame
     from engine.simulation.line import LineSimulator
 
@@ -135,10 +135,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
         torch.set_num_threads(args.threads)
     elif args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        det = load_detector(args.model, device=args.device)
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    det = load_detector(args.model, device=args.device)
     sim = LineSimulator(seed=0, scenario="nominal", width=args.width, height=args.height)
     frames = []
     for slot in range(0, 40):  # rendered before timing: only the detector is measured
@@ -371,7 +368,6 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
     """A feedback store of ``samples`` reviewed frames in the store's own table layout: real PNG files (each
     unique), frames with the model's boxes, and a mix of confirm, reject, reclass, missed and unsure decisions.
     Returns the bytes of images written."""
-    import hashlib
     import json
     import struct
     import uuid
@@ -381,6 +377,7 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
     import cv2
 
     from engine.storage.db import DB_NAME, connect
+    from engine.storage.images import ImageStore
     from engine.simulation.line import LineSimulator
 
     sim = LineSimulator(seed=0, width=width, height=height)
@@ -392,7 +389,7 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
         boxes = [d.box for d in truth.defects]
         if boxes:
             bases.append((image, boxes))
-    (directory / "images").mkdir(parents=True, exist_ok=True)
+    store = ImageStore(directory)
 
     encoded = [cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes() for image, _ in bases]
 
@@ -402,10 +399,7 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
         text = b"frame\x00" + str(i).encode()
         chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
         data = base[:-12] + chunk + base[-12:]
-        sha = hashlib.sha256(data).hexdigest()
-        (directory / "images" / sha[:2]).mkdir(exist_ok=True)
-        (directory / "images" / sha[:2] / f"{sha}.png").write_bytes(data)
-        return sha, len(data)
+        return store.put(data, durable=False), len(data)
 
     with ThreadPoolExecutor(2) as ex:
         written = list(ex.map(png, range(samples)))

@@ -26,13 +26,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.bundle import BundleError
     from engine.datasets.bundle import verify as check
 
-    try:
-        res = check(args.path, threads=int(config.get("export", {}).get("threads", 2)))
-    except BundleError as e:
-        raise UserError(str(e)) from None
+    res = check(args.path, threads=int(config.get("export", {}).get("threads", 2)))
     for p in res.problems:
         print(p)
     if res.ok:
@@ -43,7 +39,7 @@ def verify(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def merge(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.bundle import FORMATS, BundleError, merge_bundles
+    from engine.datasets.bundle import FORMATS, merge_bundles
     from engine.core.config import station_id
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
@@ -53,11 +49,8 @@ def merge(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from app.cli.credentials import require
 
     require(args, "export", "approved", config, action="bundle merge", obj=str(args.out))
-    try:
-        res = merge_bundles(list(args.inputs), args.out, station_id(config), formats, as_zip=args.zip,
-                            threads=int(config.get("export", {}).get("threads", 2)))
-    except BundleError as e:
-        raise UserError(str(e)) from None
+    res = merge_bundles(list(args.inputs), args.out, station_id(config), formats, as_zip=args.zip,
+                        threads=int(config.get("export", {}).get("threads", 2)))
     c = res.counts
     print(f"wrote {res.path}: {c['images']} images from {len(args.inputs)} bundles "
           f"({c['duplicate_images']} duplicates left out), {sum(c['boxes_by_class'].values())} boxes, "

@@ -7,12 +7,13 @@ import argparse
 from typing import Any
 
 from engine.core.config import prepare_data_dir
+from engine.core.errors import StationError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class UserError(Exception):
+class UserError(StationError):
     """Something the user can fix; the message is shown as it is."""
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from app.cli.common import UserError, data_dir
 from engine.security.auth import (
-    AuthError,
     AuthStore,
     PermissionDenied,
     Policy,
@@ -73,10 +72,9 @@ def require(args: argparse.Namespace, permission: str, meaning: str, config: dic
         session = store.authenticate(badge, pin, action="signature", meaning=meaning, obj=obj or what,
                                      reason=f"for {what}")
         session.require(permission)
-    except AuthError as e:
-        if isinstance(e, PermissionDenied):  # a failed sign-in is logged by authenticate itself
-            store.log(f"{what}_refused", session, obj=obj or what, reason=str(e), meaning=meaning)
-        raise UserError(str(e)) from None
+    except PermissionDenied as e:  # a failed sign-in is logged by authenticate itself
+        store.log(f"{what}_refused", session, obj=obj or what, reason=str(e), meaning=meaning)
+        raise
     _settings(args, config, session)
     return session
 

@@ -33,23 +33,17 @@ def _confidence_of(det: Any) -> float:
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
     from engine.inference.evaluate import collect, evaluate, evaluate_buckets
-    from engine.sources import SourceError, open_source
+    from engine.sources import open_source
 
-    try:
-        det = load_detector(args.model, device=args.device, confidence=args.confidence)
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    det = load_detector(args.model, device=args.device, confidence=args.confidence)
     operating = _confidence_of(det)
     det.confidence = min(0.01, operating)  # low-scored boxes too, for the precision-recall curve
     if not args.source.startswith("sim:"):
         raise UserError(f"eval needs ground truth, which only the simulated line gives: use a sim:// source, "
                         f"not {args.source}")
-    try:
-        source = open_source(args.source, realtime=False)
-    except SourceError as e:
-        raise UserError(str(e)) from None
+    source = open_source(args.source, realtime=False)
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
 
@@ -60,7 +54,7 @@ def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     try:
         frames = collect(source, det, args.frames, step=args.step, progress=progress)
-    except (SourceError, ValueError) as e:
+    except ValueError as e:
         raise UserError(str(e)) from None
     finally:
         if tty:

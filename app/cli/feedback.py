@@ -42,7 +42,7 @@ def list_(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def import_qc(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.review.feedback import FeedbackError, FeedbackStore, read_qc_csv
+    from engine.review.feedback import FeedbackStore, read_qc_csv
     from engine.simulation.line import DEFECT_CLASSES
 
     if not args.csv.is_file():
@@ -51,14 +51,9 @@ def import_qc(args: argparse.Namespace, config: dict[str, Any]) -> int:
         good, bad = read_qc_csv(args.csv, DEFECT_CLASSES)
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(str(e)) from None
-    try:
-        store = FeedbackStore(data_dir(args))
-    except FeedbackError as e:
-        raise UserError(str(e)) from None
+    store = FeedbackStore(data_dir(args))
     try:
         outcomes = store.record_qc([r for _, r in good]).result(60) if good else []
-    except FeedbackError as e:
-        raise UserError(str(e)) from None
     finally:
         store.close()
     for (line, _), why in zip(good, outcomes):

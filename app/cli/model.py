@@ -58,7 +58,6 @@ def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """The card's threshold and quality measured again on the same seeds (after a change to the decoding or
     the box refinement, which leave the weights as they are)."""
-    from engine.inference import ModelError
     from engine.inference.builtin import builtin_paths, card_path_for
     from engine.inference.train import measure_card
 
@@ -69,8 +68,6 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     require(args, "models", "authored", config, action="model measure-builtin", obj=str(weights))
     try:
         q = measure_card(weights, card, progress=sys.stderr)["quality"]
-    except ModelError as e:
-        raise UserError(str(e)) from None
     except PermissionError:
         raise UserError(f"cannot write {card}: permission denied") from None
     print(f"rewrote {card}: confidence {q['confidence']:g}; unseen nominal seeds: F1 {q['f1']:.3f}, precision "
@@ -80,12 +77,9 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def info(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import ModelError, load_detector
+    from engine.inference import load_detector
 
-    try:
-        det = load_detector(args.path, device="cpu")
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    det = load_detector(args.path, device="cpu")
     card = dict(det.card)
     if args.path is None:
         card["sha256_matches_file"] = card.get("sha256") == det.sha256

@@ -26,7 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.monitoring.reference import Reference, ReferenceError
+    from engine.monitoring.reference import Reference
     from engine.sources import SourceEnded, SourceError, open_source
     from engine.monitoring.stats import cpu_stats
 
@@ -43,11 +43,8 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
             detector = load_detector(args.model)
         except ModelError as e:
             raise UserError(f"{e} (or use --no-embeddings)") from None
-    try:
-        source = open_source(args.source)
-        source.open()
-    except SourceError as e:
-        raise UserError(str(e)) from None
+    source = open_source(args.source)
+    source.open()
     tty = sys.stderr.isatty()
 
     def items():
@@ -74,8 +71,6 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
     meta = {"source": source.describe(), "detector": detector.name if detector else None}
     try:
         ref = Reference.build(items(), meta, progress)
-    except ReferenceError as e:
-        raise UserError(str(e)) from None
     finally:
         source.close()
         if tty:
@@ -92,10 +87,7 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.monitoring.reference import Reference, ReferenceError, dumps_summary
+    from engine.monitoring.reference import Reference, dumps_summary
 
-    try:
-        print(dumps_summary(Reference.load(args.path)), end="")
-    except ReferenceError as e:
-        raise UserError(str(e)) from None
+    print(dumps_summary(Reference.load(args.path)), end="")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 from app.cli.credentials import read_pin, require, store_for
 from app.cli.common import UserError
-from engine.security.auth import ROLES, AuthError, check_pin_format
+from engine.security.auth import ROLES, check_pin_format
 
 NEW_PIN_ENV = "INSPECTION_STATION_NEW_PIN"
 
@@ -51,10 +51,7 @@ def _new_pin(badge: str) -> str:
         pin = read_pin(f"New PIN for {badge} (4-12 digits): ", env="")
         if read_pin("The same PIN again: ", env="") != pin:
             raise UserError("the two PINs differ")
-    try:
-        check_pin_format(pin)
-    except AuthError as e:
-        raise UserError(str(e)) from None
+    check_pin_format(pin)
     return pin
 
 
@@ -66,10 +63,7 @@ def add(args: argparse.Namespace, config: dict[str, Any]) -> int:
         raise UserError("the station has no users yet: the first user must be an admin (--role admin)")
     by = None if first else require(args, "users", "approved", config, action="users add", obj=f"user {args.new_badge}")
     pin = _new_pin(args.new_badge)
-    try:
-        store.add_user(args.new_badge, args.name, role, pin, by)
-    except AuthError as e:
-        raise UserError(str(e)) from None
+    store.add_user(args.new_badge, args.name, role, pin, by)
     print(f"user {args.new_badge} added as {role}" + (" (the station's first admin)" if first else ""))
     return 0
 
@@ -97,19 +91,13 @@ def list_users(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def disable(args: argparse.Namespace, config: dict[str, Any]) -> int:
     by = require(args, "users", "approved", config, action="users disable", obj=f"user {args.target}")
-    try:
-        store_for(args, config).disable(args.target, by, args.reason)
-    except AuthError as e:
-        raise UserError(str(e)) from None
+    store_for(args, config).disable(args.target, by, args.reason)
     print(f"user {args.target} disabled")
     return 0
 
 
 def unlock(args: argparse.Namespace, config: dict[str, Any]) -> int:
     by = require(args, "users", "approved", config, action="users unlock", obj=f"user {args.target}")
-    try:
-        store_for(args, config).unlock(args.target, by, args.reason)
-    except AuthError as e:
-        raise UserError(str(e)) from None
+    store_for(args, config).unlock(args.target, by, args.reason)
     print(f"user {args.target} unlocked")
     return 0

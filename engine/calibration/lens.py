@@ -29,13 +29,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.core.files import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CALIB_FLAGS = cv2.CALIB_FIX_ASPECT_RATIO | cv2.CALIB_ZERO_TANGENT_DIST | cv2.CALIB_FIX_K3
 
 
-class CalibrationError(ValueError):
+class CalibrationError(StationError, ValueError):
     """The views cannot be calibrated; one sentence."""
 
 

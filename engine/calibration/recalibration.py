@@ -52,6 +52,7 @@ from engine.calibration.lens import (
 )
 from engine.calibration.previews import draw_boxes, exposure_advice, focus_gauge
 from engine.calibration.station_files import latest_lens_profile
+from engine.core.errors import StationError
 from engine.core.frame import Frame
 from engine.monitoring.charts import luma_psi
 from engine.monitoring.drift import tolerance_band
@@ -74,7 +75,7 @@ DETECT_BATCH = 8  # frames the model sees at once in the golden and domain steps
 DOMAIN_KEYS = ("mean_luma", "gain_r", "gain_b", "rms_contrast", "focus", "noise")
 
 
-class RecalibrationError(RuntimeError):
+class RecalibrationError(StationError):
     """The procedure cannot go on as asked; one sentence."""
 
 

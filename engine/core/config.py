@@ -15,11 +15,12 @@ from typing import Any
 import platformdirs
 
 import resources
+from engine.core.errors import StationError
 
 APP_NAME = "inspection-station"
 
 
-class ConfigError(ValueError):
+class ConfigError(StationError, ValueError):
     """The configuration file cannot be used; the message names the file and key."""
 
 

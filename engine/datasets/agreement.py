@@ -422,21 +422,9 @@ def _truth_label(box: list[float] | None, truth: dict[str, Any] | None) -> str |
 
 def ratings_from_store(data_dir: Path, since: float | None = None, until: float | None = None) -> list[Rating]:
     """Every detection verdict in the store (not undone) as a rating; see the module docstring."""
-    from engine.storage.db import read
+    from engine.storage.queries import detection_verdicts
 
-    sql = ("SELECT d.id, d.frame_id, d.detection, d.operator, d.time_utc, d.verdict, d.new_class, d.old_class,"
-           " d.old_box, d.score, d.queue_reason, f.source, f.sequence, f.image_sha256, f.ground_truth"
-           " FROM decisions d JOIN frames f ON f.id = d.frame_id"
-           " WHERE d.verdict IN ('confirm', 'reject', 'reclass') AND d.detection IS NOT NULL"
-           " AND d.id NOT IN (SELECT undoes FROM decisions WHERE undoes IS NOT NULL)")
-    args: list[Any] = []
-    if since is not None:
-        sql += " AND d.time_utc >= ?"
-        args.append(since)
-    if until is not None:
-        sql += " AND d.time_utc < ?"
-        args.append(until)
-    rows = read(data_dir, sql + " ORDER BY d.id", args)
+    rows = detection_verdicts(data_dir, since, until)
     truths: dict[int, dict | None] = {}
     out = []
     for r in rows:

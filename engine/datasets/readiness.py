@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,8 +44,11 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.monitoring.charts import psi
 from engine.storage.db import DB_NAME, read
+from engine.storage.images import ImageStore
+from engine.storage import queries
 from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS
 
@@ -52,7 +56,7 @@ PSI_BINS = 10
 NOVELTY_LIMIT = 1.0  # novelty above this: unlike anything in the reference (its 99.9 % quantile)
 
 
-class ReadinessError(RuntimeError):
+class ReadinessError(StationError):
     """The report cannot be made; one sentence."""
 
 
@@ -148,11 +152,8 @@ def _production_frames(data_dir: Path, since: float | None) -> list[dict[str, An
     if not (Path(data_dir) / DB_NAME).exists():
         raise ReadinessError(f"there is no station database in {data_dir}, so there is no production data to assess")
     try:
-        rows = read(data_dir, "SELECT f.id, f.source, f.sequence, f.timestamp, f.image_sha256, f.detections, f.stats,"
-                              " f.ground_truth, f.kept_as, f.reference_id, i.width, i.height FROM frames f"
-                              " JOIN images i ON i.sha256 = f.image_sha256 WHERE f.timestamp >= ?"
-                              " ORDER BY f.timestamp, f.id", [since if since is not None else -math.inf])
-    except Exception as e:  # a damaged or foreign file
+        rows = queries.frames_in_period(data_dir, since)
+    except sqlite3.Error as e:  # a database, but not the station's (a damaged file is a DatabaseError already)
         raise ReadinessError(f"the station database in {data_dir} cannot be read: {e}") from None
     for r in rows:
         r["stats"] = json.loads(r["stats"] or "{}")
@@ -163,7 +164,7 @@ def _production_frames(data_dir: Path, since: float | None) -> list[dict[str, An
 
 def _labels(data_dir: Path, frame_ids: set[int]) -> dict[int, dict[str, Any]]:
     """Per frame: decided on at all, positive labels per class, model detections rejected; undone decisions left out."""
-    rows = read(data_dir, "SELECT id, frame_id, verdict, old_class, new_class, undoes FROM decisions ORDER BY id")
+    rows = queries.decisions(data_dir)
     undone = {r["undoes"] for r in rows if r["verdict"] == "undo" and r["undoes"] is not None}
     out: dict[int, dict[str, Any]] = {}
     for r in rows:
@@ -554,9 +555,9 @@ def _production_examples(data_dir: Path, frames: list[dict[str, Any]], novelty_m
         idx = np.unique(np.linspace(0, len(rest) - 1, n).round().astype(int))
         picked += [("spread over the period", rest[i]) for i in idx]
     out = []
+    images = ImageStore(data_dir)
     for label, f in picked:
-        path = Path(data_dir) / "images" / f["image_sha256"][:2] / f"{f['image_sha256']}.png"
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = images.load(f["image_sha256"])
         if image is None:
             continue
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(f["timestamp"]))

@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import torch
 
+from engine.core.errors import StationError
 
-class ModelError(ValueError):
+
+class ModelError(StationError, ValueError):
     """A model file that cannot be used; the message is one sentence naming the file and the reason."""
 
 

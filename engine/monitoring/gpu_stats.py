@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.monitoring.stats import FrameStats, focus_from_energies, grid_bounds, medians_from_cell_hists, scalars_from_parts
 
 KERNEL_FILE = Path(__file__).with_name("kernels") / "stats.cu"
@@ -44,7 +45,7 @@ MAX_BATCH = 65535  # the grid's z dimension: larger batches go in several launch
 _DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
-class GpuUnavailableError(RuntimeError):
+class GpuUnavailableError(StationError):
     """The GPU backend cannot run here; the message says why in one sentence."""
 
 

@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.monitoring.stats import SCALARS, FrameStats
 
 FORMAT = "inspection-station-reference/1"
 EMBED_COMPONENTS = 16
 
 
-class ReferenceError(ValueError):
+class ReferenceError(StationError, ValueError):
     """A reference cannot be built or loaded; one sentence."""
 
 

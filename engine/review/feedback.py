@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import errno
-import hashlib
 import json
 import queue
 import sqlite3
@@ -26,15 +25,17 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from engine.core.errors import StationError
 from engine.security import audit
-from engine.storage.db import DB_NAME, DatabaseError, connect, read
-from engine.core.files import write_atomic
+from engine.storage.db import DB_NAME, DatabaseError, connect
+from engine.storage.images import ImageStore
+from engine.storage.queries import decisions_with_frames
 from engine.core.frame import Box
 
 VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
 
 
-class FeedbackError(RuntimeError):
+class FeedbackError(StationError):
     """A decision could not be stored; the message says why in one sentence."""
 
 
@@ -97,6 +98,8 @@ def _box_json(box: Box | tuple | None) -> str | None:
 
 
 def _sentence(e: BaseException, path: Path) -> str:
+    if isinstance(e, DatabaseError):  # already one sentence naming the file
+        return str(e)
     if isinstance(e, OSError):
         if e.errno == errno.ENOSPC:
             return f"the disk holding {path} is full"
@@ -121,7 +124,8 @@ class FeedbackStore:
     def __init__(self, data_dir: Path, max_samples: int = 500, max_image_bytes: int = 20 * 2**30,
                  png_level: int = 1, max_pending: int = 10000) -> None:
         self.data_dir = Path(data_dir)
-        self.images = self.data_dir / "images"
+        self.image_store = ImageStore(self.data_dir)
+        self.images = self.image_store.root
         self.path = self.data_dir / DB_NAME
         self.max_samples = max_samples
         self.max_image_bytes = max_image_bytes
@@ -134,8 +138,7 @@ class FeedbackStore:
             self._db = connect(self.path)
             self._db.execute("SELECT count(*) FROM decisions").fetchone()
         except (DatabaseError, sqlite3.DatabaseError) as e:
-            raise FeedbackError(_sentence(e, self.data_dir) if isinstance(e, sqlite3.DatabaseError) else str(e)) \
-                from None
+            raise FeedbackError(_sentence(e, self.data_dir)) from None
         self._pending_unlink: list[str] = []
         self.recovered = self.recover()
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
@@ -193,22 +196,12 @@ class FeedbackStore:
     def recover(self) -> dict[str, int]:
         """Remove what a crash can leave: temporary files, and image files no row names."""
         known = {r[0] for r in self._db.execute("SELECT sha256 FROM images")}
-        removed_tmp = removed_orphans = 0
-        for sub in self.images.iterdir() if self.images.exists() else ():
-            if not sub.is_dir():
-                continue
-            for f in sub.iterdir():
-                if f.name.endswith(".tmp"):
-                    f.unlink(missing_ok=True)
-                    removed_tmp += 1
-                elif f.suffix == ".png" and f.stem not in known:
-                    f.unlink(missing_ok=True)
-                    removed_orphans += 1
-        missing = sum(1 for sha in known if not self.image_path(sha).exists())
+        removed_tmp, removed_orphans = self.image_store.sweep(known)
+        missing = len(self.image_store.missing(known))
         return {"temporary": removed_tmp, "orphans": removed_orphans, "missing": missing}
 
     def image_path(self, sha: str) -> Path:
-        return self.images / sha[:2] / f"{sha}.png"
+        return self.image_store.path(sha)
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -230,7 +223,7 @@ class FeedbackStore:
             except Exception as e:  # every failure becomes a sentence for the caller; the writer goes on
                 try:
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
+                except (sqlite3.Error, DatabaseError):
                     pass
                 fut.set_exception(e if isinstance(e, FeedbackError) else FeedbackError(_sentence(e, self.data_dir)))
             self._writes += 1
@@ -245,11 +238,7 @@ class FeedbackStore:
         if not ok:
             raise FeedbackError("the frame could not be encoded as PNG")
         data = buf.tobytes()
-        sha = hashlib.sha256(data).hexdigest()
-        path = self.image_path(sha)
-        if not path.exists():
-            write_atomic(path, data)
-        return sha, len(data)
+        return self.image_store.put(data), len(data)
 
     def _frame_row(self, db: Any, fr: FrameForReview, kept_as: str) -> int:
         row = db.execute("SELECT id FROM frames WHERE source = ? AND sequence = ? AND timestamp = ?",
@@ -331,7 +320,7 @@ class FeedbackStore:
 
     def _unlink_pending(self) -> None:
         for sha in self._pending_unlink:
-            self.image_path(sha).unlink(missing_ok=True)
+            self.image_store.remove(sha)
         self._pending_unlink = []
 
     def _delete_frames(self, db: Any, ids: list[int]) -> None:
@@ -383,14 +372,8 @@ class FeedbackStore:
 
 
 def list_decisions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT d.review_id, d.operator, d.time_utc, d.verdict, d.detection, d.old_class, d.new_class,"
-           " d.old_box, d.new_box, d.score, d.model, d.reference_id, d.queue_reason, d.origin,"
-           " (SELECT review_id FROM decisions u WHERE u.id = d.undoes) AS undoes,"
-           " f.source, f.sequence, f.timestamp, f.image_sha256 FROM decisions d JOIN frames f ON f.id = d.frame_id"
-           " ORDER BY d.id")
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    return read(data_dir, sql)
+    """Every decision, oldest first, with its frame (see :func:`engine.storage.queries.decisions_with_frames`)."""
+    return decisions_with_frames(data_dir, limit)
 
 
 def read_qc_csv(path: Path, classes: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from engine.datasets.agreement import INTER, INTRA
-from engine.storage.db import read
+from engine.storage.images import ImageStore
+from engine.storage.queries import detection_verdicts, frame, newest_frame_id
 from engine.review.feedback import FrameForReview
 from engine.core.frame import Box
 
@@ -64,21 +63,13 @@ def selection(frame_id: int, s: RecheckSettings) -> str | None:
     return None
 
 
-def _live_decisions(data_dir: Path) -> list[dict[str, Any]]:
-    return read(data_dir,
-                "SELECT d.frame_id, d.operator, d.queue_reason FROM decisions d"
-                " WHERE d.verdict IN ('confirm', 'reject', 'reclass') AND d.detection IS NOT NULL"
-                " AND d.id NOT IN (SELECT undoes FROM decisions WHERE undoes IS NOT NULL)")
-
-
 def due(data_dir: Path, operator: str, settings: RecheckSettings) -> list[tuple[int, str, tuple[str, ...]]]:
     """Frames due for a blind re-review by ``operator``, oldest first: (frame id, mode, original operators)."""
-    last = read(data_dir, "SELECT coalesce(max(id), 0) AS m FROM frames")
-    if not last:
+    newest = newest_frame_id(data_dir)
+    if newest is None:
         return []
-    newest = int(last[0]["m"])
     by_frame: dict[int, list[tuple[str, str | None]]] = {}
-    for r in _live_decisions(data_dir):
+    for r in detection_verdicts(data_dir):
         by_frame.setdefault(int(r["frame_id"]), []).append((r["operator"], r["queue_reason"]))
     out = []
     for fid in sorted(by_frame):
@@ -100,21 +91,20 @@ def due(data_dir: Path, operator: str, settings: RecheckSettings) -> list[tuple[
 
 def load_task(data_dir: Path, frame_id: int, mode: str, originals: tuple[str, ...] = ()) -> RecheckTask:
     """The stored frame as it was first shown (image, the model's boxes), with the re-review reason."""
-    rows = read(data_dir, "SELECT * FROM frames WHERE id = ?", [frame_id])
-    if not rows:
+    r = frame(data_dir, frame_id)
+    if r is None:
         raise ValueError(f"there is no stored frame {frame_id}")
-    r = rows[0]
-    sha = r["image_sha256"]
-    path = Path(data_dir) / "images" / sha[:2] / f"{sha}.png"
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    images = ImageStore(data_dir)
+    image = images.load(r["image_sha256"])
     if image is None:
-        raise ValueError(f"the image of stored frame {frame_id} is missing or damaged ({path})")
+        raise ValueError(f"the image of stored frame {frame_id} is missing or damaged "
+                         f"({images.path(r['image_sha256'])})")
     dets = tuple(Box(*d["box"], d["class_id"], d["class_name"], d.get("score"))
                  for d in json.loads(r["detections"]))
-    frame = FrameForReview(image, r["source"], r["sequence"], r["timestamp"], dets, r["model"], r["device"],
+    shown = FrameForReview(image, r["source"], r["sequence"], r["timestamp"], dets, r["model"], r["device"],
                            r["reference_id"], json.loads(r["stats"] or "{}"),
                            json.loads(r["ground_truth"]) if r["ground_truth"] else None, mode)
-    return RecheckTask(frame_id, mode, originals, frame)
+    return RecheckTask(frame_id, mode, originals, shown)
 
 
 def next_task(data_dir: Path, operator: str, settings: RecheckSettings) -> RecheckTask | None:

@@ -10,7 +10,7 @@ Operator decisions are covered too: when the feedback store commits a decision i
 transaction, an entry whose new value holds the SHA-256 of the decision row (:func:`decision_hash`);
 ``verify`` recomputes those from the ``decisions`` table, so an edited or removed decision fails as well.
 Decisions that existed before the audit trail began are covered by the hash over all of them that the
-first entry records.
+first entry records (written by migration 3, which keeps its own frozen copy of these hashing rules).
 
 Clock jumps: each entry keeps the wall clock, ``time.monotonic()`` and the boot id. When the wall clock
 moved by more (or less) than the monotonic clock since the previous entry of the same boot, or went
@@ -33,7 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.storage.db import DB_NAME, connect
+from engine.core.errors import StationError
+from engine.storage.db import DB_NAME, DatabaseError, connect
 from engine.core.files import write_atomic
 
 GENESIS = "0" * 64
@@ -45,7 +46,7 @@ CLOCK_JUMP_S = 120.0  # wall clock against monotonic clock, between two entries 
 BACKWARDS_S = 1.0  # the wall clock going back by more than this between entries is a jump
 
 
-class AuditError(RuntimeError):
+class AuditError(StationError):
     """The audit trail cannot be read or written; one sentence."""
 
 
@@ -172,13 +173,6 @@ def record_decision(db: Any, decision_id: int, operator: str, model: str | None 
                   meaning="reviewed", model_version=model or "", reason=row.get("queue_reason") or "")
 
 
-def legacy_decisions(db: Any) -> dict[str, Any]:
-    """What the first entry records about decisions made before the trail began: count, last id, hash."""
-    ids_hashes = {int(r["id"]): decision_hash(r) for r in _rows(db, "SELECT * FROM decisions ORDER BY id")}
-    return {"decisions": len(ids_hashes), "last_decision_id": max(ids_hashes, default=0),
-            "decisions_sha256": _combined(ids_hashes)}
-
-
 def _combined(ids_hashes: dict[int, str]) -> str:
     h = hashlib.sha256()
     for i in sorted(ids_hashes):
@@ -226,6 +220,8 @@ def verify(data_dir: Path) -> Verdict:
 def verify_db(db: Any) -> Verdict:
     try:
         rows = _rows(db, f"SELECT * FROM {TABLE} ORDER BY id")
+    except DatabaseError:
+        raise  # the file itself is unusable: that is no verdict on the trail
     except Exception as e:  # noqa: BLE001 - a missing or unreadable table is a verdict, not a crash
         return Verdict(False, 0, 1, f"the audit table cannot be read ({e})")
     prev_hash, prev_id = GENESIS, 0
@@ -256,6 +252,8 @@ def verify_db(db: Any) -> Verdict:
                                                       "end of the trail")
     try:
         decisions = {int(d["id"]): decision_hash(d) for d in _rows(db, "SELECT * FROM decisions ORDER BY id")}
+    except DatabaseError:
+        raise
     except Exception:  # noqa: BLE001 - a station without a feedback store has no decisions table to check
         decisions = {}
     # The first broken entry is the smallest entry id among all decision problems.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.core.errors import StationError
 from engine.security import audit
 from engine.storage.db import DB_NAME, connect
 
@@ -42,7 +43,7 @@ PIN_RE = re.compile(r"^[0-9]{4,12}$")
 BADGE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class AuthError(RuntimeError):
+class AuthError(StationError):
     """Sign-in refused or a user cannot be changed; one sentence."""
 
 

@@ -6,10 +6,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
+from engine.core.errors import StationError
 from engine.core.frame import Frame
 
 
-class SourceError(Exception):
+class SourceError(StationError):
     """A source failed. The message is one sentence a line operator can act on."""
 
 

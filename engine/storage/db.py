@@ -1,117 +1,167 @@
 """The station's SQLite database: one file in the data directory, opened the same way everywhere.
 
-Every connection runs in WAL mode with ``synchronous=FULL`` and foreign keys on. The schema grows
-by numbered migrations recorded in ``PRAGMA user_version``; each runs in its own transaction,
-so a crash leaves the database at the last complete step.
+Every connection runs in WAL mode with ``synchronous=FULL``, foreign keys on and a busy timeout (a second
+writer waits for the first instead of failing). The schema grows by the numbered migrations of
+:mod:`engine.storage.migrations`, recorded in ``PRAGMA user_version``; each runs in its own transaction, so a
+crash leaves the database at the last complete step.
+
+This module is the boundary between SQLite and the rest of the station: an error that says the file itself
+is unusable (not a database, damaged, read-only, locked, on a full disk) leaves it as a
+:class:`DatabaseError` whose message is one sentence naming the file, wherever it happens, at opening or in
+the middle of a query. Errors in the SQL itself (a constraint, a missing table) pass through unchanged.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import sqlite_utils
 
+from engine.core.errors import StationError
+from engine.storage.migrations import MIGRATIONS
+
 DB_NAME = "station.sqlite"
+BUSY_TIMEOUT_S = 10.0
+
+__all__ = ["BUSY_TIMEOUT_S", "DB_NAME", "MIGRATIONS", "DatabaseError", "connect", "read", "schema_version",
+           "upgrade"]
 
 
-class DatabaseError(RuntimeError):
-    """The database cannot be opened or upgraded; one sentence."""
+class DatabaseError(StationError, RuntimeError):
+    """The database cannot be opened, read, written or upgraded; one sentence naming the file."""
 
 
-def _m1_trends(db: sqlite_utils.Database) -> None:
-    db.execute("""CREATE TABLE trend_minutes (
-        minute INTEGER NOT NULL,          -- start of the minute, seconds since the epoch (source clock)
-        metric TEXT NOT NULL,
-        n INTEGER NOT NULL,               -- batches aggregated
-        mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-        level TEXT NOT NULL,              -- worst level seen in the minute
-        reference_id TEXT NOT NULL,
-        PRIMARY KEY (minute, metric, reference_id))""")
-    db.execute("""CREATE TABLE drift_alarms (
-        id INTEGER PRIMARY KEY, time REAL NOT NULL, metric TEXT NOT NULL, level TEXT NOT NULL,
-        message TEXT NOT NULL, reference_id TEXT NOT NULL)""")
-    db.execute("""CREATE TABLE station_events (
-        id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL)""")
-    db.execute("CREATE INDEX drift_alarms_time ON drift_alarms(time)")
-    db.execute("CREATE INDEX station_events_time ON station_events(time)")
+def _sentence(e: sqlite3.Error, path: Path | str) -> str | None:
+    """The one sentence for an error about the file itself, or None for an error in the SQL."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    msg = str(e)
+    if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return f"{path} is not a readable station database ({msg})"
+    if primary == sqlite3.SQLITE_READONLY:
+        return f"{path} is read-only, and the station must write to its database ({msg})"
+    if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        return f"{path} cannot be opened ({msg})"
+    if primary == sqlite3.SQLITE_FULL:
+        return f"the disk holding {path} is full ({msg})"
+    if primary == sqlite3.SQLITE_IOERR:
+        return f"{path} could not be read or written ({msg})"
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return f"{path} stayed locked by another program for {BUSY_TIMEOUT_S:g} s ({msg})"
+    return None
 
 
-def _m2_feedback(db: sqlite_utils.Database) -> None:
-    db.execute("""CREATE TABLE images (
-        sha256 TEXT PRIMARY KEY,          -- of the PNG file's bytes; the file is images/<2 hex>/<sha256>.png
-        width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL, created REAL NOT NULL)""")
-    db.execute("""CREATE TABLE frames (
-        id INTEGER PRIMARY KEY,
-        image_sha256 TEXT NOT NULL REFERENCES images(sha256),
-        source TEXT NOT NULL, sequence INTEGER NOT NULL, timestamp REAL NOT NULL,
-        model TEXT, device TEXT, reference_id TEXT,
-        detections TEXT NOT NULL,         -- JSON: the model's boxes as shown to the operator
-        stats TEXT NOT NULL,              -- JSON: the frame's statistics
-        ground_truth TEXT,                -- JSON, simulated sources only
-        queue_reason TEXT,                -- why it was put before an operator, if it was
-        kept_as TEXT NOT NULL DEFAULT 'reviewed',  -- reviewed | sample
-        created REAL NOT NULL,
-        UNIQUE (source, sequence, timestamp))""")
-    db.execute("""CREATE TABLE decisions (
-        id INTEGER PRIMARY KEY,
-        review_id TEXT NOT NULL UNIQUE,
-        frame_id INTEGER NOT NULL REFERENCES frames(id),
-        operator TEXT NOT NULL,
-        time_utc REAL NOT NULL,
-        verdict TEXT NOT NULL CHECK (verdict IN ('confirm', 'reject', 'reclass', 'missed', 'unsure', 'undo')),
-        detection INTEGER,                -- index into the frame's detections, if about one
-        old_class TEXT, new_class TEXT, old_box TEXT, new_box TEXT,
-        score REAL, model TEXT, reference_id TEXT, queue_reason TEXT,
-        undoes INTEGER REFERENCES decisions(id),
-        origin TEXT NOT NULL DEFAULT 'operator')   -- operator | oracle | qc""")
-    db.execute("CREATE INDEX decisions_frame ON decisions(frame_id)")
-    db.execute("CREATE INDEX decisions_time ON decisions(time_utc)")
-    db.execute("CREATE INDEX frames_kept ON frames(kept_as, created)")
+def _converted(e: sqlite3.Error, path: Path | str) -> BaseException:
+    sentence = _sentence(e, path)
+    return e if sentence is None else DatabaseError(sentence)
 
 
-def _m3_users_audit(db: sqlite_utils.Database) -> None:
-    """Users and the append-only, hash-chained audit trail (see engine/security/auth.py and engine/security/audit.py)."""
-    db.execute("""CREATE TABLE users (
-        badge TEXT PRIMARY KEY, name TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('operator', 'technician', 'engineer', 'admin')),
-        salt TEXT NOT NULL, pin_hash TEXT NOT NULL,   -- scrypt of the PIN with this salt and these costs
-        scrypt_n INTEGER NOT NULL, scrypt_r INTEGER NOT NULL, scrypt_p INTEGER NOT NULL,
-        active INTEGER NOT NULL DEFAULT 1, failures INTEGER NOT NULL DEFAULT 0,
-        locked_until REAL NOT NULL DEFAULT 0, created REAL NOT NULL, created_by TEXT NOT NULL)""")
-    db.execute("""CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        time_utc TEXT NOT NULL, wall REAL NOT NULL, mono REAL NOT NULL, boot TEXT NOT NULL, station TEXT NOT NULL,
-        user TEXT NOT NULL, user_name TEXT NOT NULL, role TEXT NOT NULL,
-        action TEXT NOT NULL, object TEXT NOT NULL, old_value TEXT, new_value TEXT,
-        reason TEXT NOT NULL, meaning TEXT NOT NULL, model_version TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""")
-    db.execute("""CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END""")
-    db.execute("""CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END""")
-    from engine.security import audit  # the first entry covers the decisions made before the trail began
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose errors about the file become :class:`DatabaseError` (stepping can fail on any row)."""
 
-    audit.append(db, "audit_started", obj="audit trail", new=audit.legacy_decisions(db))
+    def execute(self, *args: Any) -> Any:
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
+
+    def executemany(self, *args: Any) -> Any:
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
+
+    def fetchmany(self, *args: Any) -> Any:
+        try:
+            return super().fetchmany(*args)
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
+
+    def fetchall(self) -> Any:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as e:
+            raise _converted(e, self.connection.station_path) from e
 
 
-# Append only: a migration, once released, never changes; the next change is a new entry.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_trends, _m2_feedback, _m3_users_audit]
+class _Connection(sqlite3.Connection):
+    """The station's connection: every statement runs on a :class:`_Cursor`."""
+
+    station_path: str = ""
+
+    def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:  # type: ignore[override]
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:  # type: ignore[override]
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> Any:  # type: ignore[override]
+        try:
+            return super().executescript(script)
+        except sqlite3.Error as e:
+            raise _converted(e, self.station_path) from e
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.Error as e:
+            raise _converted(e, self.station_path) from e
 
 
 def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (and if asked, upgrade) the database at ``path``."""
+    """Open (and if asked, upgrade) the database at ``path``; :class:`DatabaseError` if it cannot be used.
+
+    A file without any write permission bit is refused before SQLite sees it: the station writes to its
+    database on every start (the journal mode, the migrations, the audit trail), and a file made read-only
+    on purpose must not be opened as if it were not (root would write to it regardless of the bits).
+    """
+    path = Path(path)
     try:
-        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False, isolation_level=None)
+        if path.exists() and not path.stat().st_mode & 0o222:
+            raise DatabaseError(f"{path} is read-only (no write permission), and the station must write to its "
+                                "database")
+    except OSError as e:
+        raise DatabaseError(f"{path} cannot be opened ({e.strerror or e})") from None
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None,
+                               factory=_Connection)
+    except sqlite3.Error as e:
+        raise DatabaseError(_sentence(e, path) or f"{path} cannot be opened ({e})") from None
+    conn.station_path = str(path)
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.Error as e:
-        raise DatabaseError(f"database {path} cannot be opened: {e}") from None
-    db = sqlite_utils.Database(conn)
-    if migrate:
-        upgrade(db, path)
+        db = sqlite_utils.Database(conn)
+        version = schema_version(db)  # reads the header: a file that is no database fails here, not later
+        if migrate:
+            upgrade(db, path)
+        elif version > len(MIGRATIONS):
+            raise DatabaseError(f"database {path} is from a newer version of the station (schema {version})")
+        elif version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            raise DatabaseError(f"{path} is not a station database (it holds another program's tables)")
+    except BaseException as e:
+        conn.close()
+        if isinstance(e, sqlite3.Error):
+            raise DatabaseError(_sentence(e, path) or f"{path} cannot be opened ({e})") from None
+        raise
     return db
 
 
@@ -129,8 +179,11 @@ def upgrade(db: sqlite_utils.Database, path: Path | str = "") -> None:
             MIGRATIONS[number - 1](db)
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
-        except sqlite3.Error as e:
-            db.execute("ROLLBACK")
+        except (sqlite3.Error, DatabaseError) as e:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(e, DatabaseError):
+                raise
             raise DatabaseError(f"database {path} could not be upgraded to schema {number}: {e}") from None
 
 
@@ -142,6 +195,10 @@ def read(data_dir: Path, sql: str, args: list[Any] | tuple = ()) -> list[dict[st
         return []
     db = connect(path, migrate=False)
     try:
-        return [dict(r) for r in db.query(sql, args)]
+        if schema_version(db) == 0:
+            return []  # an empty file: no station data yet
+        cur = db.execute(sql, list(args))
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
     finally:
         db.conn.close()

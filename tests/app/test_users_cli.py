@@ -8,8 +8,8 @@ import pytest
 
 from app.cli.credentials import PIN_ENV, require
 from app.cli import main
-from app.cli.common import UserError
 from app.cli.users import NEW_PIN_ENV
+from engine.core.errors import StationError
 from engine.security import audit
 from engine.storage.db import DB_NAME
 
@@ -88,7 +88,7 @@ def test_an_operator_cannot_build_a_reference_an_engineer_can(secured, monkeypat
 def test_an_operator_signs_for_none_of_the_engineers_work(secured, monkeypatch, permission):
     monkeypatch.setenv(PIN_ENV, "2000")
     args = argparse.Namespace(data_dir=secured, badge="200", command="test")
-    with pytest.raises(UserError, match="needs the (technician|engineer) role"):
+    with pytest.raises(StationError, match="needs the (technician|engineer) role"):
         require(args, permission, "approved")
     monkeypatch.setenv(PIN_ENV, "4000")
     assert require(argparse.Namespace(data_dir=secured, badge="400", command="test"), permission,

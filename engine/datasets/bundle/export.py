@@ -33,6 +33,8 @@ from engine.datasets.bundle import formats as fm
 from engine.datasets.bundle.selection import BundleError, ExportOptions, FrameTruth, Selection, agreement_summary, iso, select
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
 from engine.storage.db import read
+from engine.storage.images import ImageStore
+from engine.storage.queries import frame_span, frames_by_id
 
 Progress = Callable[[int, int, str], None]
 
@@ -177,9 +179,7 @@ def _missing_frame_details(data_dir: Path, rows: list[dict[str, Any]]) -> None:
     ids = sorted({int(r["frame_id"]) for r in rows if r["source"] is None})
     if not ids:
         return
-    marks = ",".join("?" * len(ids))
-    info = {int(r["id"]): r for r in read(data_dir, f"SELECT id, source, sequence, timestamp, image_sha256 FROM frames"
-                                                    f" WHERE id IN ({marks})", ids)}
+    info = frames_by_id(data_dir, ids)
     for r in rows:
         i = info.get(int(r["frame_id"]))
         if r["source"] is None and i:
@@ -202,10 +202,7 @@ def agreement_rows(rows: list[dict[str, Any]], station: str = "") -> list[dict[s
 
 def stored_span(data_dir: Path) -> tuple[float, float] | None:
     """The first and last stored frame's time (source clock), or None when nothing is stored."""
-    rows = read(Path(data_dir), "SELECT min(timestamp) AS lo, max(timestamp) AS hi FROM frames")
-    if not rows or rows[0]["lo"] is None:
-        return None
-    return float(rows[0]["lo"]), float(rows[0]["hi"])
+    return frame_span(Path(data_dir))
 
 
 def preview(data_dir: Path, options: ExportOptions) -> dict[str, Any]:
@@ -247,11 +244,10 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
     sel = select(data_dir, options, model_classes())
     if not sel.chosen:
         raise BundleError(_describe_empty(options))
-    store_images = data_dir / "images"
-    missing = [f.image_sha256 for f in sel.frames
-               if not (store_images / f.image_sha256[:2] / f"{f.image_sha256}.png").is_file()]
+    store_images = ImageStore(data_dir)
+    missing = store_images.missing(f.image_sha256 for f in sel.frames)
     if missing:
-        raise BundleError(f"{len(missing)} of the chosen images are missing from {store_images} "
+        raise BundleError(f"{len(missing)} of the chosen images are missing from {store_images.root} "
                           f"(the first: {missing[0]}.png)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -278,8 +274,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
                 if counter["n"] % 50 == 0 or counter["n"] == len(sel.frames):
                     step("images", 50 if counter["n"] % 50 == 0 else counter["n"] % 50)
 
-        sink.add_images([(fm.image_name(f.image_sha256),
-                          store_images / f.image_sha256[:2] / f"{f.image_sha256}.png", f.image_sha256)
+        sink.add_images([(fm.image_name(f.image_sha256), store_images.path(f.image_sha256), f.image_sha256)
                          for f in sel.frames], one_done, is_cancelled)
         done = len(sel.frames)
         sid = station

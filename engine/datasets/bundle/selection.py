@@ -33,13 +33,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from engine.storage.db import read
+from engine.core.errors import StationError
+from engine.storage.queries import decisions_in_period, frames_in_period
 
 KINDS = ("fp", "fn", "confirmed", "unsure")
 FORMATS = ("coco", "yolo")
 
 
-class BundleError(RuntimeError):
+class BundleError(StationError):
     """A bundle cannot be made, read or merged; the message says why in one sentence."""
 
 
@@ -264,24 +265,8 @@ def _known_classes(model_classes: Iterable[str], frames: Iterable[FrameTruth]) -
 def load_frames(data_dir: Path, since: float | None, until: float | None
                 ) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
     """The frame rows of the period and their decisions, grouped by frame: two queries, whatever the size."""
-    where, args = ["1"], []
-    if since is not None:
-        where.append("f.timestamp >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("f.timestamp < ?")
-        args.append(until)
-    w = " AND ".join(where)
-    frames = read(data_dir, "SELECT f.id, f.image_sha256, f.source, f.sequence, f.timestamp, f.model, f.device,"
-                            " f.reference_id, f.detections, f.queue_reason, f.kept_as, i.width, i.height"
-                            f" FROM frames f JOIN images i ON i.sha256 = f.image_sha256 WHERE {w}"
-                            " ORDER BY f.timestamp, f.id", args)
-    rows = read(data_dir, "SELECT d.id, d.review_id, d.frame_id, d.operator, d.time_utc, d.verdict, d.detection,"
-                          " d.old_class, d.new_class, d.old_box, d.new_box, d.score, d.model, d.reference_id,"
-                          " d.queue_reason, d.origin, d.undoes, u.review_id AS undoes_review_id"
-                          " FROM decisions d JOIN frames f ON f.id = d.frame_id"
-                          " LEFT JOIN decisions u ON u.id = d.undoes"
-                          f" WHERE {w} ORDER BY d.id", args)
+    frames = frames_in_period(data_dir, since, until)
+    rows = decisions_in_period(data_dir, since, until)
     by_frame: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_frame[int(r["frame_id"])].append(r)
