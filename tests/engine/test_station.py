@@ -11,7 +11,8 @@ import pytest
 from engine.core.config import default_config
 from engine.review.feedback import list_decisions
 from engine.runtime.pipeline import State
-from engine.runtime.station import Announcer, ModelChoice, Station, builtin_classes, trend_history
+from engine.core.announce import Announcer
+from engine.runtime.station import ModelChoice, Station, builtin_classes, trend_history
 from engine.sources import SourceError
 
 SIM = "sim://?seed=0&width=320&height=256&realtime=0"
