@@ -44,6 +44,7 @@ warning each time one is loaded; load only files from people you trust.
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import json
 import logging
@@ -370,6 +371,7 @@ class UserModelDetector:
         self.confidence = float(confidence) if confidence is not None else 0.25
         name = self.path.name
         extra = {"config.txt": ""}
+        loaded_sha256 = None  # of the bytes PyTorch was given, when they were read here
         if self.format == "torchscript":
             log.warning("loading TorchScript model %s: TorchScript is code and runs whatever its author put in it; "
                         "load only models from people you trust", name)
@@ -388,6 +390,7 @@ class UserModelDetector:
             except OSError as e:
                 raise ModelError(f"model file {name} cannot be read: {e.strerror}") from None
             vetted = vet_export_archive(data, name)
+            loaded_sha256 = hashlib.sha256(data).hexdigest()
             try:
                 ep = torch.export.load(io.BytesIO(vetted), extra_files=extra)
             except Exception as e:  # noqa: BLE001
@@ -407,7 +410,7 @@ class UserModelDetector:
         self.input_size = (int(w), int(h))  # width, height
         self.batch_one = bool(static and static[0] == 1) or self.meta.get("batch") == 1
         self.half = bool(self.meta.get("half")) and self.device.startswith("cuda")
-        self.sha256 = sha256_of(self.path)
+        self.sha256 = loaded_sha256 or sha256_of(self.path)
         self.name = f"{name} {self.sha256[:8]}"
         self._layout, n_classes, self._has_embedding = self._probe()
         try:
