@@ -183,3 +183,16 @@ def test_two_small_bundles_still_merge(tmp_path):
     b = make_bundle(tmp_path / "b", station="st-b", png=PNG + b"\0")
     res = merge_bundles([a, b], tmp_path / "merged", "hq", formats=("coco",))
     assert res.counts["images"] == 2 and verify(res.path).ok
+
+
+def test_bundle_merge_on_the_command_line_answers_in_one_sentence(tmp_path, capsys):
+    sha = hashlib.sha256(PNG).hexdigest()
+    a = make_bundle(tmp_path / "a", coco=_coco([sha], lambda s: f"../{s}.png"))
+    b = make_bundle(tmp_path / "b", station="st-b")
+    c = make_bundle(tmp_path / "c", manifest=[1, 2, 3])
+    for first in (a, c):
+        rc = main(["bundle", "merge", str(first), str(b), "--out", str(tmp_path / "merged"),
+                   "--data-dir", str(tmp_path / "data")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err and "nothing was merged" in err
+    assert not (tmp_path / "merged").exists()
