@@ -286,6 +286,10 @@ def vet_export_archive(data: bytes, name: str) -> bytes:
                     except Exception:  # noqa: BLE001 - whatever the safe loader refuses, the station refuses
                         raise ModelError(f"model file {name} holds sample inputs ({rest}) that only unpickling "
                                          "can load, which the station never does") from None
+            elif re.fullmatch(r"data/(weights|constants)/[^/]+\.pt", rest):
+                raise ModelError(f"model file {name} keeps its {rest.split('/')[1]} as a pickle ({rest}, the format "
+                                 "of older PyTorch), which the station never loads; export it again with this "
+                                 "PyTorch's torch.export.save")
             elif any(_RAW_PAYLOAD[k].match(rest.split("/")[-1]) and rest.startswith(f"data/{k}/")
                      and rest.count("/") == 2 for k in _RAW_PAYLOAD):
                 continue
