@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from app.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from app.cli.credentials import CommandLineParser
 from engine import __version__
 from engine.core.config import load_config
 from engine.core.errors import StationError
@@ -38,7 +39,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(  # never echoes a PIN typed on the command line
         prog="inspection-station", parents=[common],
         description="Visual inspection station. With no command, opens the station's window on the "
                     "built-in simulated line.")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
-from typing import Any
+from typing import Any, NoReturn, Sequence
 
 from app.cli.common import UserError, data_dir
 from engine.security.auth import (
@@ -28,6 +29,55 @@ from engine.security.auth import (
 from engine.core.config import station_id
 
 PIN_ENV = "INSPECTION_STATION_PIN"
+NEW_PIN_ENV = "INSPECTION_STATION_NEW_PIN"
+
+# An option that would carry a secret (``--pin 1234``, ``--pin=1234``, ``--new-pin``, ``--password``…).
+SECRET_OPTION = re.compile(r"-{1,2}(pin|new[-_]?pin|pass(word|wd|code)?|secret)", re.IGNORECASE)
+PIN_LIKE = re.compile(r"\d{4,12}\Z")  # the shape of a PIN (check_pin_format): never echoed in a usage error
+PIN_ON_COMMAND_LINE = (f"a PIN is never given on the command line, where other users can read it: set {PIN_ENV} "
+                       f"(for a new user's PIN, {NEW_PIN_ENV}) or type it at the prompt")
+
+
+def _secrets_in(argv: Sequence[str]) -> set[str]:
+    """Tokens of ``argv`` that may be a PIN: anything after a secret option, and anything shaped like a PIN."""
+    out: set[str] = set()
+    after_secret = False
+    for tok in argv:
+        if after_secret and tok:
+            out.add(tok)
+        m = SECRET_OPTION.match(tok)
+        after_secret = m is not None
+        if m and tok[m.end():].lstrip("="):
+            out.add(tok[m.end():].lstrip("="))  # --pin=1234, --pin1234
+        if PIN_LIKE.match(tok):
+            out.add(tok)
+    return out
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An argument parser that never prints a PIN back.
+
+    A secret-looking option (``--pin``…) is refused before parsing, in one sentence that repeats nothing of
+    what was typed; any other usage error has every PIN-shaped token of the command line masked.
+    Sub-command parsers are of this class too (argparse makes them of their parent's class).
+    """
+
+    _secrets: set[str] = set()
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None):  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        self._secrets = _secrets_in(argv)
+        for tok in argv:
+            if tok == "--":
+                break
+            if SECRET_OPTION.match(tok):
+                self.error(PIN_ON_COMMAND_LINE)
+        return super().parse_known_args(argv, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            message = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "****", message)
+        super().error(message)
 
 
 def store_for(args: argparse.Namespace, config: dict[str, Any] | None) -> AuthStore:

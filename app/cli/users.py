@@ -13,11 +13,9 @@ import os
 import sys
 from typing import Any
 
-from app.cli.credentials import read_pin, require, store_for
+from app.cli.credentials import NEW_PIN_ENV, read_pin, require, store_for
 from app.cli.common import UserError
 from engine.security.auth import ROLES, check_pin_format
-
-NEW_PIN_ENV = "INSPECTION_STATION_NEW_PIN"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -5,6 +5,16 @@ PyTorch: a ``.pt2`` archive goes to ``torch.export.load`` and a TorchScript arch
 ``torch.jit.load``; a pickle, a ``torch.save`` checkpoint or anything else is refused with
 one sentence (:class:`ModelError`).
 
+A ``.pt2`` archive is read once into memory and every member is checked before PyTorch sees
+it (:func:`vet_export_archive`); PyTorch then loads the checked copy, never the file again.
+Refused, because loading them would unpickle or run what the file's author wrote: sample
+inputs that the safe loader (``torch.load(weights_only=True)``) cannot read (PyTorch would
+retry them with ``weights_only=False``), weights or constants marked ``use_pickle``, custom or
+opaque object constants, legacy ``.pt`` weight files, compiled AOTInductor / ExecuTorch / MTIA
+payloads, graph nodes whose target is not a PyTorch operator, symbolic shape expressions or
+guards that are more than arithmetic on sizes (PyTorch evaluates both as Python), and any
+member PyTorch's writer does not produce.
+
 Input convention (both formats)
     One float32 tensor ``(N, 3, H, W)``: RGB, scaled to [0, 1], the frame letterboxed
     (aspect kept, centred, padded with grey 114) into ``H x W``. ``H x W`` is taken from
@@ -34,8 +44,11 @@ warning each time one is loaded; load only files from people you trust.
 from __future__ import annotations
 
 import ast
+import hashlib
+import io
 import json
 import logging
+import re
 import time
 import warnings
 import zipfile
@@ -98,6 +111,211 @@ def _sniff(path: Path) -> str:
     raise ModelError(f"model file {name} is a zip archive but neither a torch.export (.pt2) program nor TorchScript")
 
 
+# ------------------------------------------------------------------ vetting a .pt2 archive
+
+MAX_ARCHIVE_BYTES = 8 << 30  # the members' declared size, all together (a zip bomb stops here)
+_ROOT_FILES = frozenset({"archive_format", "archive_version", "byteorder", ".data/version",
+                         ".data/serialization_id", "extra/module_info.json"})
+_MODEL_JSON = re.compile(r"models/([A-Za-z0-9_.-]+)\.json\Z")
+_SAMPLE_INPUTS = re.compile(r"data/sample_inputs/([A-Za-z0-9_.-]+)\.pt\Z")
+_PAYLOAD_CONFIG = re.compile(r"data/(weights|constants)/([A-Za-z0-9_.-]+)_(weights|constants)_config\.json\Z")
+_RAW_PAYLOAD = {"weights": re.compile(r"weight_\d+\Z"), "constants": re.compile(r"tensor_\d+\Z")}
+_EXTRA_FILE = re.compile(r"extra/[^/]+\Z")
+_COMPILED_DIRS = ("data/aotinductor/", "data/executorch/", "data/mtia", "xl_model_weights/")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_OP_TARGET = re.compile(rf"torch\.ops\.(?!__){_IDENT}\.(?!__){_IDENT}(\.(?!__){_IDENT})?\Z")
+_SYM_TARGETS = frozenset(
+    [f"_operator.{n}" for n in ("eq", "ne", "le", "ge", "lt", "gt", "neg", "pos", "mul", "add", "sub", "floordiv",
+                                "mod", "pow", "truediv", "and_", "or_", "getitem", "not_", "abs")]
+    + [f"math.{n}" for n in ("trunc", "floor", "ceil", "sqrt")]
+    + [f"torch.{n}" for n in ("sym_not", "sym_int", "sym_float", "sym_ite", "sym_max", "sym_min", "sym_sqrt",
+                              "_sym_sqrt", "sym_sum")])
+_SYMBOL = re.compile(r"[a-z]+\d+\Z")  # s0, u3, zuf0: the names PyTorch gives symbolic sizes
+_EXPR_FUNCTIONS = frozenset({  # what PyTorch writes (sympy's srepr form and its own size functions)
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
+    "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator",
+    "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity", "Symbol", "Dummy", "Integer",
+    "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Abs", "sqrt", "floor", "ceiling", "StrictLessThan",
+    "LessThan", "StrictGreaterThan", "GreaterThan", "Equality", "Unequality", "Eq", "Ne", "Lt", "Le", "Gt", "Ge",
+    "And", "Or", "Not", "Xor", "BooleanTrue", "BooleanFalse", "true", "false", "True", "False", "Piecewise",
+    "ExprCondPair", "oo", "zoo", "nan", "Infinity", "NegativeInfinity", "NaN", "Half", "One", "Zero", "NegativeOne"})
+_OPAQUE_FN = re.compile(r"OpaqueUnaryFn_[a-z]+\Z")
+_PLAIN_STRING = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z|[-+]?[0-9][0-9.]*([eE][-+]?[0-9]+)?\Z")
+_GUARD_ATTRS = frozenset({"size", "stride", "storage_offset", "dim", "numel", "floor", "ceil", "trunc", "sqrt",
+                          "isnan", "inf"})
+_PLAIN_AST = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Tuple,
+              ast.keyword, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+
+
+def _plain_expression(text: Any, guard: bool) -> bool:
+    """Whether ``text`` is arithmetic and comparisons on sizes, and nothing Python could do more with.
+
+    ``guard=False``: a symbolic shape expression (PyTorch hands it to ``sympy.sympify``, which
+    evaluates it); ``guard=True``: an input guard (PyTorch ``exec``-s it), which may also index
+    ``L['x']`` and call ``.size()``, ``.stride()`` and ``math`` functions.
+    """
+    if not isinstance(text, str) or len(text) > 20_000:
+        return False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, _PLAIN_AST):
+            continue
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _PLAIN_STRING.match(node.value):
+            continue  # a symbol's name or a number, as in Symbol('s0', positive=True) or Float('0.5', precision=53)
+        if isinstance(node, ast.Name) and (_SYMBOL.match(node.id) or node.id in _EXPR_FUNCTIONS
+                                           or _OPAQUE_FN.match(node.id)
+                                           or (guard and node.id in ("L", "math", "inf"))):
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)) \
+                and all(k.arg is not None for k in node.keywords):
+            continue
+        if guard and isinstance(node, ast.Attribute) and node.attr in _GUARD_ATTRS:
+            continue
+        if guard and isinstance(node, ast.Subscript):
+            continue
+        return False
+    return True
+
+
+def _op_target_ok(target: Any) -> bool:
+    if not isinstance(target, str):
+        return False
+    if target in _SYM_TARGETS:
+        return True
+    if not _OP_TARGET.match(target):
+        return False
+    obj: Any = torch
+    try:
+        for part in target.split(".")[1:]:
+            obj = getattr(obj, part)
+    except (AttributeError, RuntimeError):
+        return True  # an operator this PyTorch lacks: the loader says so itself, and runs nothing
+    return isinstance(obj, (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator))
+
+
+def _check_program(doc: Any, member: str, name: str) -> None:
+    """Every node target, shape expression and guard in a ``models/*.json`` program."""
+    if not isinstance(doc, dict):
+        raise ModelError(f"model file {name} holds a program ({member}) that is not a JSON object")
+    guards = doc.get("guards_code") or []
+    if not isinstance(guards, list) or not all(_plain_expression(g, guard=True) for g in guards):
+        raise ModelError(f"model file {name} holds input guards ({member}) that are Python code, not size "
+                         "checks; the station does not run them")
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "target" in item and "inputs" in item and not _op_target_ok(item["target"]):
+                shown = str(item["target"])[:80]
+                raise ModelError(f"model file {name} calls {shown!r}, which is not a PyTorch operator; "
+                                 "the station does not load it")
+            if "expr_str" in item and not _plain_expression(item["expr_str"], guard=False):
+                raise ModelError(f"model file {name} holds a shape expression ({member}) that is Python code, "
+                                 "not arithmetic on sizes; the station does not load it")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_payload_config(doc: Any, kind: str, member: str, name: str, present: set[str]) -> None:
+    entries = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(entries, dict):
+        raise ModelError(f"model file {name} holds a {kind} table ({member}) that is not what torch.export.save writes")
+    folder = member.rsplit("/", 1)[0]
+    for fqn, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise ModelError(f"model file {name} holds a {kind} table ({member}) that is not what "
+                             "torch.export.save writes")
+        path_name = entry.get("path_name")
+        if entry.get("use_pickle"):
+            raise ModelError(f"model file {name} stores {kind} {str(fqn)[:60]!r} as a pickle, which the station "
+                             "never loads; export the model with plain tensors")
+        if not isinstance(path_name, str) or not _RAW_PAYLOAD[kind].match(path_name):
+            raise ModelError(f"model file {name} stores {kind} {str(fqn)[:60]!r} as {str(path_name)[:60]!r}, "
+                             "an object only unpickling can load, which the station never does")
+        if f"{folder}/{path_name}" not in present:
+            raise ModelError(f"model file {name} lacks the {kind} member {path_name} its table names")
+
+
+def vet_export_archive(data: bytes, name: str) -> bytes:
+    """A ``.pt2`` archive that ``torch.export.load`` can read without unpickling or running anything.
+
+    ``data`` is the whole file. Returns the archive rebuilt from its checked members (so that
+    PyTorch reads exactly what was checked); raises :class:`ModelError` with one sentence otherwise.
+    """
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise ModelError(f"model file {name} is damaged or truncated (not a readable archive)") from None
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise ModelError(f"model file {name} holds two archive members of the same name, which PyTorch's "
+                         "writer never does")
+    if sum(i.file_size for i in infos) > MAX_ARCHIVE_BYTES:
+        raise ModelError(f"model file {name} unpacks to more than {MAX_ARCHIVE_BYTES >> 30} GiB")
+    roots = {n.split("/", 1)[0] for n in names}
+    if len(roots) != 1 or any("/" not in n for n in names):
+        raise ModelError(f"model file {name} is not laid out as torch.export.save writes it "
+                         "(its members do not share one top folder)")
+    rest_of = {i.filename: i.filename.split("/", 1)[1] for i in infos}
+    present = set(rest_of.values())
+    programs = 0
+    try:
+        for info in infos:
+            rest = rest_of[info.filename]
+            if rest in _ROOT_FILES or _EXTRA_FILE.match(rest):
+                continue
+            if rest.startswith(_COMPILED_DIRS):
+                raise ModelError(f"model file {name} carries compiled code ({rest}), which the station does not load")
+            if (m := _PAYLOAD_CONFIG.match(rest)) and m.group(1) == m.group(3):
+                _check_payload_config(_json_member(zf, info, name), m.group(1), rest, name, present)
+            elif m := _MODEL_JSON.match(rest):
+                _check_program(_json_member(zf, info, name), rest, name)
+                programs += 1
+            elif _SAMPLE_INPUTS.match(rest):
+                blob = zf.read(info)
+                if blob:
+                    try:
+                        torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+                    except Exception:  # noqa: BLE001 - whatever the safe loader refuses, the station refuses
+                        raise ModelError(f"model file {name} holds sample inputs ({rest}) that only unpickling "
+                                         "can load, which the station never does") from None
+            elif re.fullmatch(r"data/(weights|constants)/[^/]+\.pt", rest):
+                raise ModelError(f"model file {name} keeps its {rest.split('/')[1]} as a pickle ({rest}, the format "
+                                 "of older PyTorch), which the station never loads; export it again with this "
+                                 "PyTorch's torch.export.save")
+            elif any(_RAW_PAYLOAD[k].match(rest.split("/")[-1]) and rest.startswith(f"data/{k}/")
+                     and rest.count("/") == 2 for k in _RAW_PAYLOAD):
+                continue
+            else:
+                raise ModelError(f"model file {name} holds {rest[:80]!r}, which torch.export.save does not write "
+                                 "and the station does not load")
+        if programs == 0:
+            raise ModelError(f"model file {name} holds no torch.export program (models/*.json)")
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as rebuilt:
+            for info in infos:
+                rebuilt.writestr(info.filename, zf.read(info))
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - zlib errors, bad CRCs and the like while reading the members
+        raise ModelError(f"model file {name} is damaged (an archive member cannot be read)") from None
+    return out.getvalue()
+
+
+def _json_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> Any:
+    try:
+        return json.loads(zf.read(info))
+    except (ValueError, RecursionError):
+        raise ModelError(f"model file {name} holds {info.filename.split('/', 1)[1]}, which is not JSON") from None
+
+
 def parse_metadata(text: str | bytes) -> dict[str, Any]:
     """The ``config.txt`` dict (JSON or a Python literal); empty when there is none."""
     if isinstance(text, bytes):
@@ -157,6 +375,7 @@ class UserModelDetector:
         self.confidence = float(confidence) if confidence is not None else 0.25
         name = self.path.name
         extra = {"config.txt": ""}
+        loaded_sha256 = None  # of the bytes PyTorch was given, when they were read here
         if self.format == "torchscript":
             log.warning("loading TorchScript model %s: TorchScript is code and runs whatever its author put in it; "
                         "load only models from people you trust", name)
@@ -171,7 +390,13 @@ class UserModelDetector:
             static = None
         else:
             try:
-                ep = torch.export.load(str(self.path), extra_files=extra)
+                data = self.path.read_bytes()
+            except OSError as e:
+                raise ModelError(f"model file {name} cannot be read: {e.strerror}") from None
+            vetted = vet_export_archive(data, name)
+            loaded_sha256 = hashlib.sha256(data).hexdigest()
+            try:
+                ep = torch.export.load(io.BytesIO(vetted), extra_files=extra)
             except Exception as e:  # noqa: BLE001
                 raise ModelError(f"model file {name} could not be loaded as a torch.export program "
                                  f"({_first_line(e)})") from None
@@ -189,7 +414,7 @@ class UserModelDetector:
         self.input_size = (int(w), int(h))  # width, height
         self.batch_one = bool(static and static[0] == 1) or self.meta.get("batch") == 1
         self.half = bool(self.meta.get("half")) and self.device.startswith("cuda")
-        self.sha256 = sha256_of(self.path)
+        self.sha256 = loaded_sha256 or sha256_of(self.path)
         self.name = f"{name} {self.sha256[:8]}"
         self._layout, n_classes, self._has_embedding = self._probe()
         try:

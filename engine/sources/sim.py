@@ -16,6 +16,7 @@ import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from engine.core.config import out_of_range
 from engine.core.frame import Frame
 from engine.simulation.line import EPOCH0, SCENARIOS, LineSimulator
 from engine.sources.base import Clock, FrameSource, SourceError, SourceNotFound, SourceStalled
@@ -51,8 +52,11 @@ class SimSource(FrameSource):
     def __init__(self, seed: int = 0, scenario: str = "nominal", width: int = 1280, height: int = 1024,
                  fps: float = 30.0, dt: float | None = None, realtime: bool = False, show: str | None = None,
                  start: int = 0, uri: str | None = None) -> None:
-        if not fps > 0:
-            raise SourceNotFound(f"the simulated line's fps must be positive, got {fps}")
+        for name, value in (("seed", seed), ("width", width), ("height", height), ("fps", fps), ("dt", dt),
+                            ("start", start)):
+            problem = None if value is None else out_of_range("uri.sim", name, value)
+            if problem:
+                raise SourceNotFound(f"the simulated line's {name} {problem}")
         if show not in (None, *SHOWABLE):
             raise SourceNotFound(f"the simulated line can show {' or '.join(SHOWABLE)}, not {show!r}")
         try:
@@ -163,9 +167,13 @@ def open_sim(uri: str, realtime: bool = False) -> SimSource:
             return default
         raw = q[name][-1]
         try:
-            return cast(raw)
+            value = cast(raw)
         except ValueError:
             raise SourceNotFound(f"sim:// parameter {name}={raw!r} is not a valid {cast.__name__}") from None
+        problem = out_of_range("uri.sim", name, value)  # the ranges beside the default settings
+        if problem:
+            raise SourceNotFound(f"sim:// parameter {name} {problem}")
+        return value
 
     def flag(raw: str) -> bool:
         if raw.lower() in ("1", "true", "yes", "on"):

@@ -144,3 +144,38 @@ def test_a_station_without_users_runs_unsigned_and_says_so(data_dir, capsys, tmp
     assert e["role"] == "unsecured" and "not secured" in e["reason"]
     code, _, err = run(capsys, "users", "add", "1", "--role", "operator", "--data-dir", str(data_dir))
     assert code == 2 and "first user must be an admin" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["users", "add", "--pin", "4821", "bob"],
+    ["users", "add", "bob", "--pin=4821"],
+    ["users", "add", "bob", "--pin4821"],
+    ["users", "add", "bob", "--new-pin", "4821"],
+    ["users", "disable", "bob", "--badge", "100", "--PIN", "4821"],
+    ["export", "--out", "b", "--password", "4821"],
+    ["--pin", "4821"],
+    ["users", "add", "bob", "4821"],  # a PIN typed where no argument goes
+    ["users", "add", "bob", "--role", "4821"],  # a PIN typed as an option's value
+    ["users", "unlock", "--", "bob", "4821"],
+])
+def test_a_pin_typed_on_the_command_line_is_never_printed_back(argv, data_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--data-dir", str(data_dir)])
+    assert e.value.code == 2
+    out = capsys.readouterr()
+    assert "4821" not in out.err and "4821" not in out.out
+    assert "error:" in out.err
+    if any(a.lower().startswith(("--pin", "--new-pin", "--password")) for a in argv):
+        assert "never given on the command line" in out.err and PIN_ENV in out.err
+
+
+def test_the_installed_command_does_not_echo_a_pin_either(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("inspection-station")
+    cmd = [exe] if exe else [sys.executable, "-m", "app.cli"]
+    p = subprocess.run([*cmd, "users", "add", "--pin", "4821", "bob", "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2 and "4821" not in p.stderr + p.stdout and "never given" in p.stderr

@@ -110,12 +110,25 @@ def test_grey_and_16_bit_images_become_bgr_uint8(tmp_path):
     ("sim://?seed=abc", "not a valid int"),
     ("sim://?colour=red", "unknown sim:// parameter"),
     ("sim://?show=cat", "can show"),
+    ("sim://?dt=nan", "dt must be above 0"),
+    ("sim://?dt=-1", "dt must be above 0"),
+    ("sim://?fps=inf", "fps must be above 0"),
+    ("sim://?fps=0", "fps must be above 0"),
+    ("sim://?seed=-1", "seed must be between 0"),
+    ("sim://?width=20", "width must be between 64 and 8192"),
+    ("sim://?start=-5", "start must be between 0"),
     ("folder:///tmp?speed=2", "unknown parameter"),
     ("", "no source"),
 ])
 def test_bad_uris_are_refused_in_one_sentence(uri, message):
     with pytest.raises(SourceNotFound, match=message):
         open_source(uri).open()
+
+
+def test_every_numeric_sim_parameter_has_a_range():
+    from engine.core.config import ranges
+
+    assert set(ranges()["uri.sim"]) == {"seed", "width", "height", "fps", "dt", "start"}
 
 
 def test_sim_uri_parameters_reach_the_simulator():

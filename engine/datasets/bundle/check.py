@@ -1,9 +1,19 @@
-"""Reading a bundle (a folder or a ZIP file) and checking it against its ``SHA256SUMS``."""
+"""Reading a bundle (a folder or a ZIP file) and checking it against its ``SHA256SUMS``.
+
+A bundle comes from another machine and is read as hostile: in a folder only regular files are
+read, opened one path component at a time without following any link (``O_NOFOLLOW``), never a
+FIFO, a device or a link out of the bundle; in a ZIP every member's name must stay inside the
+bundle (no ``..``, no absolute path, no drive, no backslash). Anything else is one sentence
+(:class:`BundleError`) at once.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,62 +26,155 @@ from engine.datasets.bundle.selection import BundleError
 CHUNK = 1 << 20
 
 
+def _bad_name(name: str) -> bool:
+    """Whether a name inside a bundle could point outside it (or is no plain relative path)."""
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name or (len(name) > 1 and name[1] == ":"):
+        return True
+    return any(part in ("", ".", "..") for part in name.rstrip("/").split("/"))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 class BundleReader:
     """The files of a bundle by their names inside it (``images/ab….png``), whether a folder or a ZIP."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._zip: zipfile.ZipFile | None = None
+        self._names: list[str] | None = None
         if self.path.is_dir():
             return
         if not self.path.exists():
             raise BundleError(f"{self.path} does not exist")
+        if not self.path.is_file():
+            raise BundleError(f"{self.path} is neither a bundle folder nor a ZIP file (it is not a regular file)")
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as e:
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise BundleError(f"{self.path} is neither a bundle folder nor a ZIP file ({e})") from None
+        seen: set[str] = set()
+        for info in infos:
+            if _bad_name(info.filename):
+                self._zip.close()
+                raise BundleError(f"{self.path} holds a member named {info.filename[:80]!r}, which points outside "
+                                  "the bundle; it is not read")
+            if info.filename in seen:
+                self._zip.close()
+                raise BundleError(f"{self.path} holds two members named {info.filename[:80]!r}; it is not read")
+            seen.add(info.filename)
+        self._names = [i.filename for i in infos if not i.is_dir()]
 
     @property
     def is_zip(self) -> bool:
         return self._zip is not None
 
     def names(self) -> list[str]:
-        if self._zip is not None:
-            return [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if not p.is_dir())
+        """Every file of the bundle; a link, FIFO, device or socket anywhere in a folder is a BundleError."""
+        if self._names is not None:
+            return list(self._names)
+        out: list[str] = []
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(self.path / rel if rel else self.path) as it:
+                    entries = list(it)
+            except OSError as e:
+                raise BundleError(f"{self.path / rel} cannot be read ({e.strerror or e})") from None
+            for entry in entries:
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError as e:
+                    raise BundleError(f"{name} in {self.path} cannot be read ({e.strerror or e})") from None
+                if stat.S_ISDIR(mode):
+                    stack.append(name)
+                elif stat.S_ISREG(mode):
+                    out.append(name)
+                else:
+                    raise BundleError(f"{self.path} holds {name}, which is {_kind(mode)}; a bundle holds regular "
+                                      "files only and this one is not read")
+        self._names = sorted(out)
+        return list(self._names)
 
     def exists(self, name: str) -> bool:
+        if _bad_name(name):
+            return False
         if self._zip is not None:
             try:
                 self._zip.getinfo(name)
                 return True
             except KeyError:
                 return False
-        return (self.path / name).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.path / name).st_mode)
+        except OSError:
+            return False
 
-    def opener(self, name: str) -> Path | Callable[[], BinaryIO]:
+    def _open_file(self, name: str) -> BinaryIO:
+        """A regular file inside the folder, reached without following any link; never blocks on a FIFO."""
+        if _bad_name(name):
+            raise BundleError(f"{name[:80]!r} is not a name inside a bundle")
+        parts = name.split("/")
+        nofollow = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            for part in parts[:-1]:
+                nxt = os.open(part, nofollow | getattr(os, "O_DIRECTORY", 0), dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            nxt = os.open(parts[-1], nofollow | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise BundleError(f"{name} in {self.path} is {_kind(mode)}; a bundle holds regular files only")
+            return os.fdopen(fd, "rb")
+        except OSError as e:
+            os.close(fd)
+            if e.errno == errno.ELOOP or e.errno == errno.ENOTDIR:
+                raise BundleError(f"{name} in {self.path} goes through a symbolic link; it is not read") from None
+            if e.errno == errno.ENOENT:
+                raise FileNotFoundError(e.errno, e.strerror, name) from None
+            raise BundleError(f"{name} in {self.path} cannot be read ({e.strerror or e})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
         if self._zip is not None:
             z = self._zip
             return lambda: z.open(name)  # type: ignore[return-value]
-        return self.path / name
+        return lambda: self._open_file(name)
 
     def read(self, name: str) -> bytes:
         if self._zip is not None:
             return self._zip.read(name)
-        return (self.path / name).read_bytes()
+        with self._open_file(name) as f:
+            return f.read()
 
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.read(name))
         except (KeyError, FileNotFoundError):
             raise BundleError(f"{self.path} has no {name}") from None
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise BundleError(f"{name} in {self.path} is not valid JSON ({e})") from None
 
     def sha256(self, name: str) -> str:
         h = hashlib.sha256()
-        op = self.opener(name)
-        with (open(op, "rb") if isinstance(op, Path) else op()) as f:
+        with self.opener(name)() as f:
             while True:
                 b = f.read(CHUNK)
                 if not b:
@@ -130,16 +233,25 @@ def verify(path: Path, threads: int = 2) -> VerifyResult:
         if MANIFEST not in sums:
             res.problems.append(f"{MANIFEST} is not listed in {SUMS}")
         elif MANIFEST in present:
-            try:
-                m = json.loads(reader.read(MANIFEST))
-                res.manifest = m
-                if m.get("format") != FORMAT_NAME:
-                    res.problems.append(f"{MANIFEST} names the format {m.get('format')!r}, not {FORMAT_NAME!r}")
-                elif int(m.get("format_version", 0)) > FORMAT_VERSION:
-                    res.problems.append(f"format version {m.get('format_version')} is newer than this station "
-                                        f"reads ({FORMAT_VERSION})")
-            except (ValueError, TypeError) as e:
-                res.problems.append(f"{MANIFEST} is not valid JSON ({e})")
+            res.problems += _manifest_problems(reader, res)
         return res
     finally:
         reader.close()
+
+
+def _manifest_problems(reader: BundleReader, res: VerifyResult) -> list[str]:
+    try:
+        m = json.loads(reader.read(MANIFEST))
+    except (ValueError, RecursionError) as e:
+        return [f"{MANIFEST} is not valid JSON ({e})"]
+    if not isinstance(m, dict):
+        return [f"{MANIFEST} holds a JSON {type(m).__name__}, not the object a bundle manifest is"]
+    res.manifest = m
+    if m.get("format") != FORMAT_NAME:
+        return [f"{MANIFEST} names the format {str(m.get('format'))[:60]!r}, not {FORMAT_NAME!r}"]
+    version = m.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        return [f"{MANIFEST} gives the format version {str(version)[:40]!r}, not a whole number"]
+    if version > FORMAT_VERSION:
+        return [f"format version {version} is newer than this station reads ({FORMAT_VERSION})"]
+    return []

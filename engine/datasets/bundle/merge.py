@@ -9,6 +9,8 @@ written like an export: to a temporary name, renamed when complete.
 
 from __future__ import annotations
 
+import csv
+import re
 import threading
 import time
 from collections import Counter
@@ -22,6 +24,42 @@ from engine.datasets.bundle.export import ExportResult, Progress, agreement_rows
 from engine.core.timeparse import parse_time
 from engine.datasets.bundle.selection import BundleError, FrameTruth, Label, agreement_summary, iso
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, csv.Error, RecursionError)
+
+
+def _check_manifest(p: Path, m: dict[str, Any]) -> None:
+    """The manifest fields a merge reads, each of the JSON type the exporter writes; BundleError otherwise."""
+    def want(ok: bool, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{p} has a manifest whose {what}; nothing was merged")
+
+    want(isinstance(m.get("station_id", ""), (str, int)), "station_id is not a name")
+    stations = m.get("stations", [])
+    want(isinstance(stations, list) and all(isinstance(x, str) for x in stations), "stations are not a list of names")
+    for key in ("models", "references"):
+        items = m.get(key, [])
+        want(isinstance(items, list) and all(isinstance(e, dict) for e in items), f"{key} are not a list of objects")
+        want(all(isinstance(e.get("frames", 0), int) for e in items), f"{key} give frame counts that are not numbers")
+    want(all("id" in e for e in m.get("references", [])), "references lack their id")
+    for key in ("counts", "files"):
+        want(isinstance(m.get(key, {}), dict), f"{key} is not an object")
+
+
+def _check_image_name(p: Path, r: BundleReader, img: Any) -> str:
+    """The image's content hash, when its ``file_name`` is exactly ``<sha256>.png`` and the bundle holds it."""
+    if not isinstance(img, dict):
+        raise TypeError(f"a COCO image is a {type(img).__name__}, not an object")
+    name = img.get("file_name")
+    sha = Path(name).stem if isinstance(name, str) else ""
+    if not isinstance(name, str) or not SHA256_HEX.match(sha) or name != f"{sha}.png" \
+            or not r.exists(fm.image_name(sha)):
+        shown = str(name)[:80] if name is not None else "no file_name"
+        raise BundleError(f"{p} names an image {shown!r} in its COCO file that is not one of its own images "
+                          "(<sha256>.png in images/); nothing was merged")
+    return sha
 
 
 def _frame(img: dict[str, Any], anns: list[dict[str, Any]], preds: list[dict[str, Any]], names: dict[int, str]
@@ -61,6 +99,7 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
             res = verify(Path(p), threads)
             if not res.ok:
                 raise BundleError(f"{p} does not verify ({res.problems[0]}); nothing was merged")
+            _check_manifest(Path(p), res.manifest)
             if not res.manifest.get("files", {}).get("coco_ground_truth"):
                 raise BundleError(f"{p} has no COCO annotations; only bundles exported with the coco format merge")
             manifests.append(res.manifest)
@@ -79,35 +118,43 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
         models: dict[str, dict[str, Any]] = {}
         refs: dict[str, dict[str, Any]] = {}
         for r, m in zip(readers, manifests):
-            sid = str(m.get("station_id", ""))
-            stations.extend(s for s in m.get("stations", [sid]) if s not in stations)
-            gt = r.json(fm.COCO_GT)
-            preds = r.json(fm.COCO_PRED) if r.exists(fm.COCO_PRED) else []
-            names = {c["id"]: c["name"] for c in gt["categories"]}
-            classes.extend(n for n in names.values() if n not in classes)
-            anns_by: dict[int, list[dict[str, Any]]] = {}
-            for a in gt["annotations"]:
-                anns_by.setdefault(a["image_id"], []).append(a)
-            preds_by: dict[int, list[dict[str, Any]]] = {}
-            for p in preds:
-                preds_by.setdefault(p["image_id"], []).append(p)
-            for img in gt["images"]:
-                sha = Path(img["file_name"]).stem
-                if sha in seen:
-                    dup += 1
-                    continue
-                seen.add(sha)
-                frames.append(_frame(img, anns_by.get(img["id"], []), preds_by.get(img["id"], []), names))
-                image_station.append(img.get("station", sid))
-                sources.append((fm.image_name(sha), r.opener(fm.image_name(sha)), sha))
-            for name, bucket in ((fm.DECISIONS_CSV, decisions), (fm.EVENTS_CSV, events),
-                                 (fm.DRIFT_MINUTES_CSV, minutes), (fm.DRIFT_ALARMS_CSV, alarms)):
-                if r.exists(name):
-                    bucket.extend({**row, "station": row.get("station") or sid} for row in fm.read_table(r.read(name)))
-            for e in m.get("models", []):
-                models.setdefault(e.get("name") or "", {**e, "frames": 0})["frames"] += e.get("frames", 0)
-            for e in m.get("references", []):
-                refs.setdefault(e["id"], {**e, "frames": 0})["frames"] += e.get("frames", 0)
+            try:
+                sid = str(m.get("station_id", ""))
+                stations.extend(s for s in m.get("stations", [sid]) if s not in stations)
+                gt = r.json(fm.COCO_GT)
+                preds = r.json(fm.COCO_PRED) if r.exists(fm.COCO_PRED) else []
+                names = {c["id"]: c["name"] for c in gt["categories"]}
+                if not all(isinstance(k, int) and isinstance(v, str) for k, v in names.items()):
+                    raise TypeError("COCO categories must pair whole-number ids with names")
+                classes.extend(n for n in names.values() if n not in classes)
+                anns_by: dict[int, list[dict[str, Any]]] = {}
+                for a in gt["annotations"]:
+                    anns_by.setdefault(a["image_id"], []).append(a)
+                preds_by: dict[int, list[dict[str, Any]]] = {}
+                for p in preds:
+                    preds_by.setdefault(p["image_id"], []).append(p)
+                for img in gt["images"]:
+                    sha = _check_image_name(Path(r.path), r, img)
+                    if sha in seen:
+                        dup += 1
+                        continue
+                    seen.add(sha)
+                    frames.append(_frame(img, anns_by.get(img["id"], []), preds_by.get(img["id"], []), names))
+                    image_station.append(img.get("station", sid))
+                    sources.append((fm.image_name(sha), r.opener(fm.image_name(sha)), sha))
+                for name, bucket in ((fm.DECISIONS_CSV, decisions), (fm.EVENTS_CSV, events),
+                                     (fm.DRIFT_MINUTES_CSV, minutes), (fm.DRIFT_ALARMS_CSV, alarms)):
+                    if r.exists(name):
+                        bucket.extend({**row, "station": row.get("station") or sid} for row in fm.read_table(r.read(name)))
+                for e in m.get("models", []):
+                    models.setdefault(e.get("name") or "", {**e, "frames": 0})["frames"] += e.get("frames", 0)
+                for e in m.get("references", []):
+                    refs.setdefault(e["id"], {**e, "frames": 0})["frames"] += e.get("frames", 0)
+            except BundleError:
+                raise
+            except SHAPE_ERRORS as e:
+                raise BundleError(f"{r.path} holds annotations, tables or a manifest of an unexpected shape "
+                                  f"({type(e).__name__}: {str(e)[:80]}); nothing was merged") from None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(out)
@@ -178,6 +225,9 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
             sink.abort()
             if isinstance(e, OSError):
                 raise BundleError(os_sentence(e, out)) from None
+            if isinstance(e, SHAPE_ERRORS):
+                raise BundleError(f"the bundles hold annotations or tables of an unexpected shape "
+                                  f"({type(e).__name__}: {str(e)[:80]}); nothing was merged") from None
             raise
         return ExportResult(out, counts, time.perf_counter() - t0)
     finally:
