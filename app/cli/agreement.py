@@ -51,7 +51,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets import agreement as ag
+    from engine.datasets.agreement import report as ag
 
     if args.csv is not None:
         if not args.csv.is_file():
@@ -140,7 +140,7 @@ def render_text(rep: dict[str, Any]) -> str:
 
 
 def gold_build(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.agreement import build_gold_set
+    from engine.datasets.agreement.report import build_gold_set
 
     try:
         gold = build_gold_set(args.out, seed=args.seed)

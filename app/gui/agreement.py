@@ -43,7 +43,7 @@ class ReportWorker(Worker):
         self.data_dir, self.config, self.csv = data_dir, config, csv
 
     def run(self) -> None:
-        from engine.datasets import agreement as ag
+        from engine.datasets.agreement import report as ag
 
         try:
             if self.csv is not None:
@@ -191,7 +191,7 @@ class AgreementTools(QtCore.QObject):
     # ------------------------------------------------------------------ the calibration exercise
 
     def open_exercise(self) -> CalibrationExerciseDialog | None:
-        from engine.datasets.agreement import load_gold_set
+        from engine.datasets.agreement.report import load_gold_set
 
         folder = (self.window.config.get("agreement", {}).get("gold_set") or "").strip()
         try:
@@ -216,7 +216,7 @@ class AgreementTools(QtCore.QObject):
         return dlg
 
     def _score(self, gold: Any, operator: str, answers: dict[str, str], dlg: CalibrationExerciseDialog) -> None:
-        from engine.datasets.agreement import CalibrationExercise, save_calibration
+        from engine.datasets.agreement.report import CalibrationExercise, save_calibration
 
         ex = CalibrationExercise(gold, operator)
         for item_id, label in answers.items():

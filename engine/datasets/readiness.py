@@ -338,7 +338,7 @@ def _agreement(data_dir: Path, since: float | None) -> dict[str, Any] | None:
     """Annotator agreement over the store's decisions (``engine.datasets.agreement.summary_from_store``: items, raters,
     alpha, mean pairwise Cohen's kappa, Fleiss' kappa, ...); ``None`` where that is not available."""
     try:
-        from engine.datasets.agreement import summary_from_store
+        from engine.datasets.agreement.report import summary_from_store
     except ImportError:
         return None
     return dict(summary_from_store(data_dir, since, None))

@@ -23,7 +23,7 @@ from typing import Any
 
 import cv2
 
-from engine.datasets.agreement import INTER, INTRA
+from engine.datasets.agreement.report import INTER, INTRA
 from engine.storage.db import read
 from engine.review.feedback import FrameForReview
 from engine.core.frame import Box

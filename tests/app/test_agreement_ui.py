@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
-from engine.datasets import agreement as ag
+from engine.datasets.agreement import report as ag
 from engine.core.config import default_config
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
 from engine.core.frame import Box

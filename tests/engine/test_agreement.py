@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
-from engine.datasets import agreement as ag
+from engine.datasets.agreement import report as ag
 from engine.review import recheck
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
 from engine.core.frame import Box

@@ -386,7 +386,7 @@ def agreement_summary(decisions: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for j in range(i + 1, len(votes)):
                 pairs += 1
                 agree += votes[i] == votes[j]
-    from engine.datasets import agreement as ag
+    from engine.datasets.agreement import report as ag
 
     ratings = [ag.Rating(f"{frame}#{det}", op, v) for (frame, det, op), v in latest.items()]
     figures = ag.summary(ag.report(ratings)) if ratings else {}
