@@ -17,8 +17,8 @@ its ground truth), and with the operators' feedback on those frames:
   reference's 1st-99th percentiles, the product (novelty above 1 against this reference's embedding, when the
   frames were measured against it) and, on the simulated line, the conditions in the ground truth (lens, lamp,
   whether the new variant was on the line);
-- **annotator agreement**: ``engine.datasets.agreement.summary_from_store`` (Fleiss' kappa, else the mean pairwise
-  Cohen's kappa);
+- **annotator agreement**: ``engine.datasets.agreement.ratings.summary_from_store`` (Fleiss' kappa, else the mean
+  pairwise Cohen's kappa);
 - a **verdict**, ready or not ready, each reason one sentence; thresholds in ``[agreement] readiness_*``.
 
 ``since`` keeps the frames stamped from then on, on the source's clock (for ``sim://`` the simulated line's
@@ -335,10 +335,10 @@ def _conditions(frame: dict[str, Any], bands: dict[str, tuple[float, float]], no
 
 
 def _agreement(data_dir: Path, since: float | None) -> dict[str, Any] | None:
-    """Annotator agreement over the store's decisions (``engine.datasets.agreement.summary_from_store``: items, raters,
-    alpha, mean pairwise Cohen's kappa, Fleiss' kappa, ...); ``None`` where that is not available."""
+    """Annotator agreement over the store's decisions (``engine.datasets.agreement.ratings.summary_from_store``:
+    items, raters, alpha, mean pairwise Cohen's kappa, Fleiss' kappa, ...); ``None`` where that is not available."""
     try:
-        from engine.datasets.agreement.report import summary_from_store
+        from engine.datasets.agreement.ratings import summary_from_store
     except ImportError:
         return None
     return dict(summary_from_store(data_dir, since, None))
