@@ -30,7 +30,8 @@ from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore, 
 from engine.runtime.pipeline import Pipeline, PipelineConfig
 from engine.monitoring.reference import ReferenceError
 from engine.review.router import ReviewRouter, RouterConfig
-from engine.simulation.line import DEFECT_CLASSES, SCENARIOS
+from engine.simulation.defects import DEFECT_CLASSES
+from engine.simulation.scenarios import SCENARIOS
 from engine.sources import SourceError, open_source
 from engine.monitoring.stats import SCALARS
 from engine.monitoring.trends import TrendStore, read_events, read_trend

@@ -447,7 +447,7 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
                             (rejected, lab["rejected"])):
             for c, n in src.items():
                 target[c] = target.get(c, 0) + n
-    from engine.simulation.line import DEFECT_CLASSES
+    from engine.simulation.defects import DEFECT_CLASSES
 
     names = list(DEFECT_CLASSES) + sorted((set(prod_counts) | set(train_counts or {})) - set(DEFECT_CLASSES))
     classes: dict[str, Any] = {"names": names, "training": train_counts, "production": prod_counts,
@@ -542,7 +542,7 @@ def _trend_minutes(data_dir: Path, since: float | None) -> int:
 
 def _thumbnail(image: np.ndarray, boxes: list[dict[str, Any]], width: int = 320) -> bytes:
     """A PNG of the frame, ``width`` pixels wide, with its boxes drawn a little outside them in the class colour."""
-    from engine.simulation.line import DEFECT_CLASSES
+    from engine.simulation.defects import DEFECT_CLASSES
 
     colours = [(40, 40, 230), (30, 160, 250), (200, 80, 40)]
     scale = width / image.shape[1]

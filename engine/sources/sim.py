@@ -17,7 +17,8 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from engine.core.frame import Frame
-from engine.simulation.line import EPOCH0, SCENARIOS, LineSimulator
+from engine.simulation.line import EPOCH0, LineSimulator
+from engine.simulation.scenarios import SCENARIOS
 from engine.sources.base import Clock, FrameSource, SourceError, SourceNotFound, SourceStalled
 
 SHOWABLE = ("checkerboard", "golden")

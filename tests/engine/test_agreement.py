@@ -29,7 +29,8 @@ from engine.review import recheck
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
 from engine.core.frame import Box
 from engine.review.router import OracleReviewer
-from engine.simulation.line import DEFECT_CLASSES, LineSimulator
+from engine.simulation.defects import DEFECT_CLASSES
+from engine.simulation.line import LineSimulator
 
 LABELS = ["scratch", "dent", "contamination", "none"]
 

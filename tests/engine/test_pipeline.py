@@ -10,7 +10,7 @@ from engine.core.frame import Frame
 from engine.core.protocols import BasicStats, Measurement
 from engine.runtime.pipeline import Pipeline, PipelineConfig, State
 from engine.runtime.records import JsonlWriter
-from engine.simulation.line import MIXED_EVENTS
+from engine.simulation.scenarios import MIXED_EVENTS
 from engine.sources import FrameSource, SourceStalled, open_source
 
 SMALL = "width=160&height=128"

@@ -24,7 +24,8 @@ from engine.calibration.recalibration import (
 )
 from engine.monitoring.reference import Reference
 from engine.review.router import ReviewRouter, RouterConfig
-from engine.simulation.line import LENS_CHANGE_AT, REPLACEMENT_LENS, Camera
+from engine.simulation.optics import REPLACEMENT_LENS, Camera
+from engine.simulation.scenarios import LENS_CHANGE_AT
 from engine.sources import open_source
 from engine.monitoring.stats import cpu_stats
 

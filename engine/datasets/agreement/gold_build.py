@@ -39,7 +39,9 @@ def build_gold_set(folder: Path, seed: int = 3, per_class: tuple[int, int] = (3,
     already in ``folder`` are kept (engineers edit them); the items are replaced."""
     import cv2
 
-    from engine.simulation.line import DEFECT_CLASSES, LineSimulator, mm_per_px
+    from engine.simulation.defects import DEFECT_CLASSES
+    from engine.simulation.line import LineSimulator
+    from engine.simulation.optics import mm_per_px
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
