@@ -44,6 +44,7 @@ class Parts:
         return np.random.default_rng([*key, stream])
 
     def sprite(self, part: int, variant: int, golden: bool, sigma: float) -> Sprite:
+        """The picture of a part of a variant, defocused by ``sigma`` pixels: from the cache, else drawn."""
         key = (golden_index(part) if golden else part, variant, golden, sigma)
         sp = self._sprites.get(key)
         if sp is None:
