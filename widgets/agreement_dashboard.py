@@ -1,8 +1,8 @@
 """The engineers' agreement dashboard: the pairwise kappa matrix, each operator's agreement over time, the
 figures per band and class, and the most disputed samples.
 
-It is given a report (the dict of :func:`engine.datasets.agreement.report`) and, on request, a picture of a disputed
-sample; it emits what the engineer asks for (refresh, a CSV to load, a disputed sample to look at) and never
+It is given a report (the dict of :func:`engine.datasets.agreement.report.report`) and, on request, a picture
+of a disputed sample; it emits what the engineer asks for (refresh, a CSV to load, a disputed sample to look at) and never
 reads a database or a file.
 """
 

@@ -3,7 +3,7 @@ and why they differ from its reference answers.
 
 The dialog is given the pictures (RGB arrays, the marked region, the choices); when every item is answered it
 emits ``completed(operator, answers)``, and the shell, having scored them, calls :meth:`show_result` with the
-result of :meth:`engine.datasets.agreement.CalibrationExercise.result`. It reads no file and stores nothing.
+result of :meth:`engine.datasets.agreement.gold.CalibrationExercise.result`. It reads no file and stores nothing.
 """
 
 from __future__ import annotations

@@ -35,27 +35,28 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def show(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets import agreement as ag
+    from engine.datasets.agreement.ratings import read_csv, report_from_store
+    from engine.datasets.agreement.report import AgreementSettings, report
 
     since, until = when(args.since), when(args.until, "--until")
     if args.csv is not None:
         if not args.csv.is_file():
             raise UserError(f"{args.csv} does not exist")
         try:
-            ratings = ag.read_csv(args.csv)
+            ratings = read_csv(args.csv)
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(str(e)) from None
         if since is not None or until is not None:
             ratings = [r for r in ratings if r.time is None or (
                 (since is None or r.time >= since) and (until is None or r.time < until))]
-        rep = ag.report(ratings, ag.AgreementSettings.from_config(config))
+        rep = report(ratings, AgreementSettings.from_config(config))
         rep["source"] = f"csv:{args.csv}"
     else:
         from app.cli.credentials import require
 
         # The operators' figures are the engineers' to read; a CSV the engineer brings is not gated.
         require(args, "agreement", "reviewed", config, action="agreement")
-        rep = ag.report_from_store(data_dir(args), config, since, until)
+        rep = report_from_store(data_dir(args), config, since, until)
     if args.json:
         print(json.dumps(rep, indent=1, allow_nan=False))
     else:
@@ -125,7 +126,7 @@ def render_text(rep: dict[str, Any]) -> str:
 
 
 def gold_build(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.datasets.agreement import build_gold_set
+    from engine.datasets.agreement.gold_build import build_gold_set
 
     try:
         gold = build_gold_set(args.out, seed=args.seed)

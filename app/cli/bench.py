@@ -89,7 +89,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def bench_sim(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
-    from engine.simulation.line import SCENARIOS, LineSimulator
+    from engine.simulation.line import LineSimulator
+    from engine.simulation.scenarios import SCENARIOS
 
     cv2.setNumThreads(max(0, args.threads))
     names = args.scenario or list(SCENARIOS)

@@ -43,7 +43,7 @@ def list_(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def import_qc(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.review.feedback import FeedbackStore, read_qc_csv
-    from engine.simulation.line import DEFECT_CLASSES
+    from engine.simulation.defects import DEFECT_CLASSES
 
     if not args.csv.is_file():
         raise UserError(f"{args.csv} does not exist")

@@ -11,7 +11,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.simulation.line import SCENARIOS
+    from engine.simulation.scenarios import SCENARIOS
 
     for s in SCENARIOS.values():
         print(f"{s.name:<16}{s.description}")

@@ -5,7 +5,7 @@
 thread (from the store, or from a CSV the engineer picks), so the line and the window keep running; the picture
 of a disputed sample is read from the store's image folder when it is selected. The calibration exercise loads
 the gold set (``[agreement] gold_set``, or the built-in one), scores the operator's answers with
-:class:`engine.datasets.agreement.CalibrationExercise`, keeps the result under ``<data dir>/calibration/`` and shows where
+:class:`engine.datasets.agreement.gold.CalibrationExercise`, keeps the result under ``<data dir>/calibration/`` and shows where
 and why the answers differ.
 
 Tools > Blind re-review (Ctrl+Shift+B) puts the oldest stored frame that is due for a blind re-review by the
@@ -45,14 +45,15 @@ class ReportWorker(Worker):
         self.data_dir, self.config, self.csv = data_dir, config, csv
 
     def run(self) -> None:
-        from engine.datasets import agreement as ag
+        from engine.datasets.agreement.ratings import read_csv, report_from_store
+        from engine.datasets.agreement.report import AgreementSettings, report
 
         try:
             if self.csv is not None:
-                rep = ag.report(ag.read_csv(self.csv), ag.AgreementSettings.from_config(self.config))
+                rep = report(read_csv(self.csv), AgreementSettings.from_config(self.config))
                 rep["source"] = f"csv:{self.csv.name}"
             else:
-                rep = ag.report_from_store(self.data_dir, self.config)
+                rep = report_from_store(self.data_dir, self.config)
         except (ValueError, OSError, UnicodeDecodeError) as e:
             self.emit_later(self.failed, str(e))
         except Exception as e:  # a report must never take the station down
@@ -190,7 +191,7 @@ class AgreementTools(QtCore.QObject):
     # ------------------------------------------------------------------ the calibration exercise
 
     def open_exercise(self) -> CalibrationExerciseDialog | None:
-        from engine.datasets.agreement import load_gold_set
+        from engine.datasets.agreement.gold import load_gold_set
 
         folder = (self.window.config.get("agreement", {}).get("gold_set") or "").strip()
         try:
@@ -214,7 +215,7 @@ class AgreementTools(QtCore.QObject):
         return dlg
 
     def _score(self, gold: Any, operator: str, answers: dict[str, str], dlg: CalibrationExerciseDialog) -> None:
-        from engine.datasets.agreement import CalibrationExercise, save_calibration
+        from engine.datasets.agreement.gold import CalibrationExercise, save_calibration
 
         ex = CalibrationExercise(gold, operator)
         for item_id, label in answers.items():

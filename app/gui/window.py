@@ -27,7 +27,7 @@ from app.gui.tasks import TaskRunner
 from engine.monitoring.stats import SCALARS
 from engine.runtime.pipeline import SourceEvent
 from engine.runtime.station import ModelChoice, Station
-from engine.simulation.line import SCENARIOS
+from engine.simulation.scenarios import SCENARIOS
 from engine.sources import SourceError
 from widgets.drift_panel import DriftPanel
 from widgets.live_view import LiveView

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +59,6 @@ from engine.monitoring.drift import tolerance_band
 from engine.monitoring.reference import Reference
 from engine.monitoring.stats import FrameStats, cpu_stats
 
-if TYPE_CHECKING:
-    from engine.calibration.recalibration_commit import CommitResult
-
 REASONS = ("lens replacement", "refocus", "camera moved", "firmware update", "cleaning", "other")
 STEPS = ("reason", "geometry", "focus", "exposure", "golden", "domain", "commit")
 TITLES = {"reason": "Reason", "geometry": "Geometry", "focus": "Focus", "exposure": "Exposure and colour",
@@ -73,6 +70,19 @@ DETECT_BATCH = 8  # frames the model sees at once in the golden and domain steps
 # Uniformity and vignetting move with what is in view (bright parts on a dark belt): too noisy over a few hundred
 # frames to judge a domain by; the illumination pattern shows in the luminance histogram and the novelty.
 DOMAIN_KEYS = ("mean_luma", "gain_r", "gain_b", "rms_contrast", "focus", "noise")
+
+
+@dataclass
+class CommitResult:
+    """What a commit wrote (see :mod:`engine.calibration.recalibration_commit`)."""
+
+    profile_path: Path
+    report_path: Path
+    record_path: Path
+    reference_path: Path | None
+    reference_id: str
+    campaign_path: Path | None
+    event_time: float
 
 
 class RecalibrationError(StationError):

@@ -8,7 +8,6 @@ when the domain step asked for more data, a ``recalibration`` event for every tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import cv2
 import numpy as np
 
 from engine.calibration.lens import utc_now, write_json_atomic
-from engine.calibration.recalibration import TITLES, Recalibration, RecalibrationError, plain
+from engine.calibration.recalibration import TITLES, CommitResult, Recalibration, RecalibrationError, plain
 from engine.calibration.recalibration_report import render_report
 from engine.calibration.station_files import (
     Campaign,
@@ -27,17 +26,6 @@ from engine.calibration.station_files import (
 )
 from engine.core.files import write_atomic
 from engine.monitoring.reference import Reference, ReferenceError
-
-
-@dataclass
-class CommitResult:
-    profile_path: Path
-    report_path: Path
-    record_path: Path
-    reference_path: Path | None
-    reference_id: str
-    campaign_path: Path | None
-    event_time: float
 
 
 def commit(s: Recalibration, keep_reference: bool = False) -> CommitResult:

@@ -19,7 +19,7 @@ def simulated_nominal_profile(source: Any, width: int, height: int) -> LensProfi
     sim = getattr(source, "sim", None)
     if sim is None:
         return None
-    from engine.simulation.line import NOMINAL_LENS, WORKING_DISTANCE_MM, Camera
+    from engine.simulation.optics import NOMINAL_LENS, WORKING_DISTANCE_MM, Camera
 
     cam = Camera.for_lens(NOMINAL_LENS, width, height)
     return LensProfile(width, height, cam.fx, cam.fx, cam.cx, cam.cy, [cam.k1, 0.0, 0.0, 0.0, 0.0], None, 0,

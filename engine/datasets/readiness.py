@@ -17,8 +17,8 @@ its ground truth), and with the operators' feedback on those frames:
   reference's 1st-99th percentiles, the product (novelty above 1 against this reference's embedding, when the
   frames were measured against it) and, on the simulated line, the conditions in the ground truth (lens, lamp,
   whether the new variant was on the line);
-- **annotator agreement**: ``engine.datasets.agreement.summary_from_store`` (Fleiss' kappa, else the mean pairwise
-  Cohen's kappa);
+- **annotator agreement**: ``engine.datasets.agreement.ratings.summary_from_store`` (Fleiss' kappa, else the mean
+  pairwise Cohen's kappa);
 - a **verdict**, ready or not ready, each reason one sentence; thresholds in ``[agreement] readiness_*``.
 
 ``since`` keeps the frames stamped from then on, on the source's clock (for ``sim://`` the simulated line's
@@ -317,10 +317,10 @@ def _conditions(frame: dict[str, Any], bands: dict[str, tuple[float, float]], no
 
 
 def _agreement(data_dir: Path, since: float | None) -> dict[str, Any] | None:
-    """Annotator agreement over the store's decisions (``engine.datasets.agreement.summary_from_store``: items, raters,
-    alpha, mean pairwise Cohen's kappa, Fleiss' kappa, ...); ``None`` where that is not available."""
+    """Annotator agreement over the store's decisions (``engine.datasets.agreement.ratings.summary_from_store``:
+    items, raters, alpha, mean pairwise Cohen's kappa, Fleiss' kappa, ...); ``None`` where that is not available."""
     try:
-        from engine.datasets.agreement import summary_from_store
+        from engine.datasets.agreement.ratings import summary_from_store
     except ImportError:
         return None
     return dict(summary_from_store(data_dir, since, None))
@@ -429,7 +429,7 @@ def assess(reference: Reference, data_dir: Path, since: float | None = None, con
                             (rejected, lab["rejected"])):
             for c, n in src.items():
                 target[c] = target.get(c, 0) + n
-    from engine.simulation.line import DEFECT_CLASSES
+    from engine.simulation.defects import DEFECT_CLASSES
 
     names = list(DEFECT_CLASSES) + sorted((set(prod_counts) | set(train_counts or {})) - set(DEFECT_CLASSES))
     classes: dict[str, Any] = {"names": names, "training": train_counts, "production": prod_counts,
@@ -524,7 +524,7 @@ def _trend_minutes(data_dir: Path, since: float | None) -> int:
 
 def _thumbnail(image: np.ndarray, boxes: list[dict[str, Any]], width: int = 320) -> bytes:
     """A PNG of the frame, ``width`` pixels wide, with its boxes drawn a little outside them in the class colour."""
-    from engine.simulation.line import DEFECT_CLASSES
+    from engine.simulation.defects import DEFECT_CLASSES
 
     colours = [(40, 40, 230), (30, 160, 250), (200, 80, 40)]
     scale = width / image.shape[1]

@@ -26,7 +26,8 @@ from torch.nn import functional as F
 from engine.inference.common import letterbox
 from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
 from engine.inference.refine import LineRefinement
-from engine.simulation.line import DEFECT_CLASSES, LineSimulator
+from engine.simulation.defects import DEFECT_CLASSES
+from engine.simulation.line import LineSimulator
 
 FRAME_W, FRAME_H = 1280, 1024
 

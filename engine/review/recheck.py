@@ -9,7 +9,7 @@ remember it), and only until it has been re-reviewed once.
 
 The re-review is an ordinary :class:`~engine.review.feedback.FrameForReview` with the model's boxes as they were
 first shown and ``queue_reason`` ``'recheck-inter'`` or ``'recheck-intra'``; nothing of the earlier
-verdicts travels with it. Its decisions are stored as normal decisions, and :mod:`engine.datasets.agreement`
+verdicts travels with it. Its decisions are stored as normal decisions, and :mod:`engine.datasets.agreement.ratings`
 tells them apart by that reason.
 """
 
@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.datasets.agreement import INTER, INTRA
 from engine.storage.images import ImageStore
 from engine.storage.queries import detection_verdicts, frame, newest_frame_id
 from engine.review.feedback import FrameForReview
 from engine.core.frame import Box
+
+INTER = "recheck-inter"  # the queue reason of a re-review by a different operator
+INTRA = "recheck-intra"  # the queue reason of a re-review by the same operator
 
 
 @dataclass

@@ -5,14 +5,28 @@ window's GUI thread, or the headless run's)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 from engine.core.announce import Announcer
 from engine.review.feedback import Ack, Decision, FeedbackError, FrameForReview
 from engine.runtime.pipeline import FrameResult
 
-if TYPE_CHECKING:
-    from engine.runtime.station import Station
+
+class SessionHost(Protocol):
+    """What the review session needs of the station (:class:`engine.runtime.station.Station` is one)."""
+
+    classes: tuple[str, ...]
+    queue: Any  # a deque of (FrameResult, reason)
+    queue_changed: Announcer
+    store: Any  # the FeedbackStore, or None where it could not be opened
+    permits: Callable[[str], bool]
+
+    @property
+    def operator(self) -> str: ...
+
+    def latest(self) -> FrameResult | None: ...
+
+    def submit(self, d: Decision, index: int | None, label: str) -> None: ...
 
 def frame_for_review(result: FrameResult, reason: str) -> FrameForReview:
     """What the feedback store keeps of one pipeline result held for review."""
@@ -46,7 +60,7 @@ class ReviewSession:
     ``"saved"``, ``"refused"`` (a decision that cannot be made, with a sentence), ``"failed"`` (a decision not
     stored, with a sentence) and ``"draw_class"``, as ``changed(what, detail)``."""
 
-    def __init__(self, station: Station) -> None:
+    def __init__(self, station: SessionHost) -> None:
         self.station = station
         self.changed = Announcer("review.changed")
         self.frozen: Any = None  # the FrameResult (or re-review task) under review

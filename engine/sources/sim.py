@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from engine.core.config import out_of_range
 from engine.core.frame import Frame
-from engine.simulation.line import EPOCH0, SCENARIOS, LineSimulator
+from engine.simulation.line import EPOCH0, LineSimulator
+from engine.simulation.scenarios import SCENARIOS
 from engine.sources.base import Clock, FrameSource, SourceError, SourceNotFound, SourceStalled
 
 SHOWABLE = ("checkerboard", "golden")

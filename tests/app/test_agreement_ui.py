@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
-from engine.datasets import agreement as ag
+from engine.datasets.agreement.gold import latest_calibrations, load_gold_set
+from engine.datasets.agreement.ratings import ratings_from_store
+from engine.datasets.agreement.report import Rating, report
 from engine.core.config import default_config
 from engine.review.feedback import Decision, FeedbackStore, FrameForReview
 from engine.core.frame import Box
@@ -27,8 +29,8 @@ def _simulated_report() -> dict:
         score = float(rng.uniform(0.1, 0.99))
         for name, a in acc.items():
             label = truth if rng.random() < a(i / 500) else str(rng.choice([x for x in LABELS if x != truth]))
-            ratings.append(ag.Rating(f"i{i}", name, label, float(i), score, truth))
-    return ag.report(ratings)
+            ratings.append(Rating(f"i{i}", name, label, float(i), score, truth))
+    return report(ratings)
 
 
 def test_dashboard_shows_matrix_trends_and_disputes(qtbot):
@@ -109,7 +111,7 @@ def test_calibration_exercise_scores_and_explains(qtbot, window, data_dir):
     tools = window.agreement_tools
     dlg = tools.open_exercise()
     assert dlg is not None
-    gold = ag.load_gold_set()
+    gold = load_gold_set()
     dlg.operator.setText("newbie")
     qtbot.mouseClick(dlg.start_button, QtCore.Qt.MouseButton.LeftButton)
     assert dlg.stack.currentIndex() == 1 and "1 of" in dlg.progress.text()
@@ -131,7 +133,7 @@ def test_calibration_exercise_scores_and_explains(qtbot, window, data_dir):
                                                       for i in range(dlg.differences.count()))
     saved = json.loads(tools.last_saved.read_text())
     assert saved["agreement"] == pytest.approx(1 - len(wrong) / len(gold.items), abs=1e-6)
-    assert ag.latest_calibrations(data_dir)["newbie"]["disagreements"] == len(wrong)
+    assert latest_calibrations(data_dir)["newbie"]["disagreements"] == len(wrong)
     dlg.grab().save("/tmp/agreement_exercise.png")
     dlg.close()
 
@@ -180,7 +182,7 @@ def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
         assert w.live.overlay_counts == (1, 0)  # the model's box, no ground truth, no earlier verdict
         w.act_confirm.trigger()  # C: bob confirms what ann rejected
         qtbot.waitUntil(lambda: w.review.saved.text().startswith("Saved"), timeout=10000)
-        rows = ag.ratings_from_store(data_dir)
+        rows = ratings_from_store(data_dir)
         bob = [r for r in rows if r.rater == "bob"]
         assert len(bob) == 1 and bob[0].label == "scratch" and bob[0].item == "f1/d0"
         assert [r.label for r in rows if r.item == "f1/d0" and r.rater == "ann"] == ["none"]

@@ -17,7 +17,7 @@ from engine.core.config import default_config
 from engine.storage.db import read
 from engine.inference import load_detector
 from engine.monitoring.reference import Reference
-from engine.simulation.line import LENS_CHANGE_AT
+from engine.simulation.scenarios import LENS_CHANGE_AT
 from engine.sources import open_source
 from engine.monitoring.stats import cpu_stats
 

@@ -82,7 +82,9 @@ def test_watchdog_pings_stop_while_the_ui_thread_is_blocked_and_resume_after(qtb
     qtbot.wait(300)
 
     pings = notify_socket.times("WATCHDOG=1")
-    during = [t for t in pings if start + 0.02 < t < end]
+    # Times are of receipt: a ping sent just before the hang may arrive late on a busy machine. A UI thread that
+    # kept pinging would still send 15 in the remaining 0.8 s.
+    during = [t for t in pings if start + 0.2 < t < end]
     assert during == [], f"{len(during)} watchdog pings while the UI thread was blocked"
     before = [t for t in pings if t <= start]
     after = [t for t in pings if t >= end]

@@ -199,9 +199,10 @@ def test_pruned_decisions_are_recorded_so_the_trail_still_verifies(tmp_path):
 
 def test_clock_jumps_are_logged_backwards_and_against_the_monotonic_clock(tmp_path):
     db = connect(tmp_path / DB_NAME)
-    # A monotonic clock below the first entry's (written by the migration with the real clocks), so that entry
-    # is never compared with these, however long this computer has been up.
-    t, m = 1_800_000_000.0, -1e9
+    # The trail's first entry was stamped with the real clocks; the entries below follow it by 100 s on both
+    # clocks, so only the jumps they are given count, whatever the date, the uptime or the machine's speed.
+    wall0, mono0 = db.execute("SELECT wall, mono FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    t, m = wall0 + 100.0, mono0 + 100.0
 
     def add(now, mono):
         db.execute("BEGIN IMMEDIATE")

@@ -14,7 +14,8 @@ from engine.inference.model import EMBED_DIM, TinyCenterNet
 from engine.inference.train import TrainConfig, train
 from engine.core.frame import Frame
 from engine.core.protocols import Detector
-from engine.simulation.line import DEFECT_CLASSES, SIMULATOR_VERSION, LineSimulator
+from engine.simulation.defects import DEFECT_CLASSES
+from engine.simulation.line import SIMULATOR_VERSION, LineSimulator
 
 
 def test_weights_are_a_plain_state_dict_matching_the_card():

@@ -18,7 +18,8 @@ from engine.calibration.recalibration_run import MAX_STALLED_READS, run_step, si
 from engine.calibration.station_files import Campaign, active_campaign, latest_lens_profile
 from engine.monitoring.reference import Reference
 from engine.review.router import ReviewRouter, RouterConfig
-from engine.simulation.line import LENS_CHANGE_AT, REPLACEMENT_LENS, Camera
+from engine.simulation.optics import REPLACEMENT_LENS, Camera
+from engine.simulation.scenarios import LENS_CHANGE_AT
 from engine.sources import open_source
 from engine.monitoring.stats import cpu_stats
 

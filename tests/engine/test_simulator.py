@@ -2,18 +2,12 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.simulation.line import (
-    DEFECT_CLASSES,
-    DROPOUT_FROZEN,
-    DROPOUT_NONE,
-    GOLDEN_COUNT,
-    GOLDEN_DEFECTS,
-    LENS_CHANGE_AT,
-    REPLACEMENT_LENS,
-    SCENARIOS,
-    Camera,
-    LineSimulator,
-)
+from engine.simulation.defects import DEFECT_CLASSES
+from engine.simulation.golden import GOLDEN_COUNT, GOLDEN_DEFECTS
+from engine.simulation.line import LineSimulator
+from engine.simulation.optics import REPLACEMENT_LENS, Camera
+from engine.simulation.scenarios import DROPOUT_FROZEN, DROPOUT_NONE, LENS_CHANGE_AT, SCENARIOS
+from engine.simulation.targets import BOARD_INNER, BOARD_SQUARE_MM
 from engine.sources import SourceStalled, open_source
 
 
@@ -98,9 +92,9 @@ def test_checkerboard_views_calibrate_to_the_simulated_lens():
     """The target is rendered through the lens model, so OpenCV recovers that lens from it."""
     w, h = 640, 512
     sim = LineSimulator(seed=2, scenario="lens-change", width=w, height=h)
-    cols, rows = sim.BOARD_INNER
+    cols, rows = BOARD_INNER
     obj = np.zeros((cols * rows, 3), np.float32)
-    obj[:, :2] = np.mgrid[0:cols, 0:rows].T.reshape(-1, 2) * sim.BOARD_SQUARE_MM
+    obj[:, :2] = np.mgrid[0:cols, 0:rows].T.reshape(-1, 2) * BOARD_SQUARE_MM
     objs, imgs = [], []
     for slot in range(LENS_CHANGE_AT + 5, LENS_CHANGE_AT + 40):
         image, truth = sim.render(slot, show="checkerboard")

@@ -328,7 +328,7 @@ def agreement_summary(decisions: Sequence[dict[str, Any]]) -> dict[str, Any]:
     ``new_class`` and ``effective``. For every detection two or more operators spoke of (their latest
     effective verdict: confirm, reject, or reclass to a class), each pair of operators counts as agreeing
     when their verdicts are equal; beside that share, the station's chance-corrected figures
-    (:mod:`engine.datasets.agreement`: Krippendorff's alpha, kappa) over the same verdicts.
+    (:mod:`engine.datasets.agreement.report`: Krippendorff's alpha, kappa) over the same verdicts.
     """
     per_frame_ops: dict[Any, set[str]] = defaultdict(set)
     latest: dict[tuple[Any, int, str], str] = {}
@@ -356,10 +356,10 @@ def agreement_summary(decisions: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for j in range(i + 1, len(votes)):
                 pairs += 1
                 agree += votes[i] == votes[j]
-    from engine.datasets import agreement as ag
+    from engine.datasets.agreement.report import Rating, report, summary
 
-    ratings = [ag.Rating(f"{frame}#{det}", op, v) for (frame, det, op), v in latest.items()]
-    figures = ag.summary(ag.report(ratings)) if ratings else {}
+    ratings = [Rating(f"{frame}#{det}", op, v) for (frame, det, op), v in latest.items()]
+    figures = summary(report(ratings)) if ratings else {}
     return {
         "method": "pairwise agreement of operators' latest verdicts on the same detection",
         "alpha": figures.get("alpha"), "kappa": figures.get("kappa"), "kappa_kind": figures.get("kappa_kind"),
