@@ -18,6 +18,8 @@ import re
 import time
 from datetime import datetime, timezone
 
+from engine.core.errors import StationError
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 FORMS = "seconds since 1970, an ISO 8601 date or time (2026-01-31, 2026-01-31T08:00 in UTC, or with an offset " \
         "such as +01:00) or a span back from now (30m, 8h, 2d, 1w)"
@@ -26,7 +28,7 @@ _SPAN = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
-class TimeParseError(ValueError):
+class TimeParseError(StationError, ValueError):
     """A value that is not a time; one sentence."""
 
 

@@ -142,8 +142,8 @@ def test_the_config_accepts_the_three_backends_only(tmp_path):
 def test_the_kernel_file_is_package_data():
     assert gs.KERNEL_FILE.is_file() and "frame_stats_pixels" in gs.kernel_source()
     with open(ROOT / "pyproject.toml", "rb") as f:
-        globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["engine"]
-    rel = gs.KERNEL_FILE.relative_to(ROOT / "engine").as_posix()
+        globs = tomllib.load(f)["tool"]["setuptools"]["package-data"]["engine.monitoring"]
+    rel = gs.KERNEL_FILE.relative_to(ROOT / "engine" / "monitoring").as_posix()
     assert any(fnmatch(rel, g) for g in globs)
 
 
