@@ -198,6 +198,18 @@ class ExportDialog(QtWidgets.QDialog):
         except BundleError as e:
             return str(e)
 
+    def set_span(self, span: tuple[float, float] | None) -> None:
+        """The stored frames' first and last times (the frames' clock), once known: the period's start values.
+        A period the user has already ticked is left as it is."""
+        if span is None:
+            return
+        utc = QtCore.QTimeZone.utc()
+        lo, hi = span
+        if not self.since_on.isChecked():
+            self.since.setDateTime(QtCore.QDateTime.fromSecsSinceEpoch(int(lo), utc))
+        if not self.until_on.isChecked():
+            self.until.setDateTime(QtCore.QDateTime.fromSecsSinceEpoch(int(hi + 60), utc))
+
     def set_output(self, path: str) -> None:
         self.path.setText(path)
 

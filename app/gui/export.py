@@ -48,19 +48,19 @@ class ExportController(QtCore.QObject):
             self.dialog = None
         if self.dialog is None:
             cfg = self.config.get("export", {})
-            try:
-                span = stored_span(self.data_dir)
-            except Exception:
-                span = None
             classes = list(self.window.station.classes)
             stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())
             default_out = Path.home() / f"feedback-{station_id(self.config)}-{stamp}"
             self.dialog = ExportDialog(classes, float(cfg.get("replay_share", 0.1)), int(cfg.get("replay_seed", 0)),
-                                       span, str(default_out), self.window)  # type: ignore[arg-type]
+                                       None, str(default_out), self.window)  # type: ignore[arg-type]
             self.dialog.options_changed.connect(self.request_preview)
             self.dialog.export_requested.connect(self.start_export)
             self.dialog.cancel_requested.connect(self.cancel)
             self.dialog.browse_requested.connect(self._browse)
+            dialog = self.dialog
+            # The stored frames' span is a database read: on the runner, shown when it arrives.
+            self.relay.run(stored_span, self.data_dir, on_error=lambda e: None,
+                           on_done=lambda span, d=dialog: d.set_span(span) if self.dialog is d else None)
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()

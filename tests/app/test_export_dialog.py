@@ -68,6 +68,9 @@ def test_ctrl_e_opens_the_dialog_which_previews_and_exports(qtbot, window, data_
     want = preview(data_dir, ExportOptions())
     qtbot.waitUntil(lambda: _table(d) == _expected(want, d.classes), timeout=10000)
     assert d.summary.text().startswith(f"{want['images']} images")
+    # The period starts at the stored frames' span, read off the GUI thread and filled in when it arrives.
+    qtbot.waitUntil(lambda: d.since.dateTime().toSecsSinceEpoch() == int(T0), timeout=10000)
+    assert d.until.dateTime().toSecsSinceEpoch() == int(T0 + 60 * 11 + 60)
     d.grab().save("/tmp/export_dialog.png")
 
     d.kind_boxes["fp"].setChecked(False)
