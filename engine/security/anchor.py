@@ -77,7 +77,7 @@ def journal(h: Head) -> str:
     if cat and JOURNAL_STDOUT.exists():
         try:
             r = subprocess.run([cat, "-t", IDENTIFIER, "-p", "info"], input=message, text=True, timeout=5,
-                               capture_output=True)
+                               capture_output=True, check=False)
             if r.returncode == 0:
                 return "systemd-cat"
         except (OSError, subprocess.SubprocessError):

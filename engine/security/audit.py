@@ -327,9 +327,9 @@ def head_of(db: Any, station: str = "") -> Head | None:
     try:
         last = db.execute(f"SELECT id, hash, time_utc, station FROM {TABLE} ORDER BY id DESC LIMIT 1"
                           ).fetchone()
-    except Exception as e:  # noqa: BLE001 - no audit table: no head
-        if isinstance(e, StationError):
-            raise
+    except StationError:
+        raise  # the file itself is unusable
+    except Exception:  # noqa: BLE001 - no audit table: no head
         return None
     if last is None:
         return None

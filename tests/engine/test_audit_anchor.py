@@ -185,8 +185,8 @@ def test_editing_a_decision_and_recomputing_the_chain_passes_plain_verify_but_no
     ("{not json", "is not JSON"),
     ('{"format": "something else"}', "is not an audit anchor"),
     ('{"format": "inspection-station audit anchor", "format_version": 1, "entries": 3}', "lacks the head's"),
-    ('{"format": "inspection-station audit anchor", "format_version": 1, "entries": 3, "last_id": 3, '
-     '"hash": "xyz", "last_time_utc": "t"}', "holds no valid head"),
+    (('{"format": "inspection-station audit anchor", "format_version": 1, "entries": 3, "last_id": 3, '
+      '"hash": "xyz", "last_time_utc": "t"}'), "holds no valid head"),
 ])
 def test_a_bad_anchor_file_is_one_sentence_and_exit_status_2(station, tmp_path, capsys, content, says):
     bad = tmp_path / "bad.json"
