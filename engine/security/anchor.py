@@ -126,7 +126,7 @@ def check(db: Any, anchors: list[tuple[str, Head]]) -> audit.Verdict | None:
     last = db.execute(f"SELECT max(id), count(*) FROM {audit.TABLE}").fetchone()
     last_id, entries = int(last[0] or 0), int(last[1])
     for name, h in sorted(anchors, key=lambda a: a[1].last_id):
-        when = f", taken {h.anchored_utc}" if h.anchored_utc else ""
+        when = f", taken {h.anchored_utc}," if h.anchored_utc else ""
         got = held.get(h.last_id)
         if got is None:
             return audit.Verdict(False, entries, last_id + 1,
