@@ -402,9 +402,10 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
         data = base[:-12] + chunk + base[-12:]
         return store.put(data, durable=False), len(data)
 
+    directory.mkdir(parents=True, exist_ok=True)
+    db = connect(directory / DB_NAME)  # first: a new database is never started beside stored images
     with ThreadPoolExecutor(2) as ex:
         written = list(ex.map(png, range(samples)))
-    db = connect(directory / DB_NAME)
     now = time.time()
     images, frames, decisions = [], [], []
     for i, (sha, nbytes) in enumerate(written):

@@ -16,6 +16,7 @@ from markupsafe import Markup
 from engine.calibration.lens import LensProfile
 from engine.calibration.station_files import lens_profile_dir
 from engine.reports import png_uri, render
+from engine.security.anchor import stamp
 from engine.reports.svg import BLUE, GREEN, GREY, RED, Chart, ticks
 
 if TYPE_CHECKING:
@@ -171,6 +172,6 @@ def render_report(s: Recalibration, record: dict[str, Any]) -> str:
     ref = record["reference"]
     reference = ("kept the previous reference " + str(ref.get("previous_id") or "")[:16] if ref["kept"] else
                  f"new station reference {ref['id'][:16]} ({ref['path']})")
-    return render("recalibration.html.j2", s=s, record=record, steps=steps, overrides=overrides,
+    return render("recalibration.html.j2", audit_anchor=stamp(Path(s.data_dir)), s=s, record=record, steps=steps, overrides=overrides,
                   previous=f"{prev.source} {prev.created_utc}" if prev else "no previous lens profile",
                   comparison=comparison, reference=reference, images=images, figures=figures)

@@ -29,6 +29,7 @@ from engine.datasets.readiness import (
     raise_if_cancelled,
 )
 from engine.reports import data_uri, render
+from engine.security.anchor import stamp
 from engine.reports.svg import BLUE, GREEN, GREY, RED, Chart
 
 
@@ -165,7 +166,7 @@ def render_html(r: Readiness) -> str:
              ("agreement", f"kappa at least {th.min_kappa:g}" + (" and measured" if th.require_agreement else "")),
              ("frame size", "production frames the size of the reference's")]
     src = c["training_source"]
-    return render("readiness.html.j2", r=r, th=th, ref_id=ref["id"][:16], compared=compared,
+    return render("readiness.html.j2", audit_anchor=stamp(Path(r.production["data_dir"])), r=r, th=th, ref_id=ref["id"][:16], compared=compared,
                   histograms=[svg_histogram(s, th.psi_max) for s in r.statistics], statistics=statistics,
                   novelty=novelty, training_source=src[:1].upper() + src[1:],
                   class_svg=svg_classes(c["names"], c["training"], c["production"]), class_names=c["names"],

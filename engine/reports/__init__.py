@@ -5,6 +5,11 @@
 (:mod:`engine.reports.svg`) and images are PNG data URIs (:func:`png_uri`), so a report is a single
 file that opens and prints anywhere. Autoescaping is on: every value a template shows is escaped
 unless it is :class:`markupsafe.Markup` (the charts).
+
+Every report ends with one footer line (``base.html.j2``): the audit chain's head when the report was made,
+``audit_anchor`` as :func:`engine.security.anchor.stamp` gives it (None: no trail in that data folder). It is a
+required argument of :func:`render`, so no report can leave it out; each printed report is one more copy of the
+head kept outside the database.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(template: str, **context: Any) -> str:
-    """The page ``template`` (a file in ``resources/reports``) with ``context``; the one stylesheet inlined."""
-    return environment().get_template(template).render(**context)
+def render(template: str, *, audit_anchor: dict[str, Any] | None, **context: Any) -> str:
+    """The page ``template`` (a file in ``resources/reports``) with ``context``; the one stylesheet inlined, and
+    the audit chain's head (``audit_anchor``) in the footer."""
+    return environment().get_template(template).render(audit_anchor=audit_anchor, **context)
 
 
 def data_uri(png: bytes) -> str:

@@ -5,7 +5,8 @@ the frame's image losslessly under its content hash (PNG to a temporary file, fs
 fsync of the folder), then commits the image, frame and decision rows in one transaction
 (WAL, ``synchronous=FULL``), and only then acknowledges. A crash can therefore leave, at
 worst, an image file that no row names yet; :meth:`FeedbackStore.recover` removes those (and
-temporary files) when the store opens. Nothing is acknowledged that was not stored.
+temporary files) when the store opens, on the word of a database known to be good only. Nothing is
+acknowledged that was not stored.
 """
 
 from __future__ import annotations
@@ -194,11 +195,28 @@ class FeedbackStore:
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> dict[str, int]:
-        """Remove what a crash can leave: temporary files, and image files no row names."""
+        """Remove what a crash can leave: temporary files, and image files no row names.
+
+        An image file is removed because no row names it only on the word of a database known to be good: its
+        schema was there before this open, ``PRAGMA quick_check`` finds nothing wrong, and it names images at
+        all. Otherwise the unnamed files are kept (counted as ``kept``): a new, emptied or damaged database
+        names nothing, and its silence is no proof that an image is an orphan."""
         known = {r[0] for r in self._db.execute("SELECT sha256 FROM images")}
-        removed_tmp, removed_orphans = self.image_store.sweep(known)
+        unnamed = self.image_store.unnamed(known) if self.image_store.root.is_dir() else []
+        trusted = bool(unnamed) and self._known_good(known)
+        removed_tmp, removed_orphans = self.image_store.sweep(known, orphans=trusted)
         missing = len(self.image_store.missing(known))
-        return {"temporary": removed_tmp, "orphans": removed_orphans, "missing": missing}
+        return {"temporary": removed_tmp, "orphans": removed_orphans, "kept": 0 if trusted else len(unnamed),
+                "missing": missing}
+
+    def _known_good(self, known: set[str]) -> bool:
+        if not known or getattr(self._db.conn, "schema_before", 0) == 0:
+            return False
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except (DatabaseError, sqlite3.DatabaseError):
+            return False
+        return [tuple(r) for r in rows] == [("ok",)]
 
     def image_path(self, sha: str) -> Path:
         return self.image_store.path(sha)

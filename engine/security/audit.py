@@ -16,6 +16,10 @@ Clock jumps: each entry keeps the wall clock, ``time.monotonic()`` and the boot 
 moved by more (or less) than the monotonic clock since the previous entry of the same boot, or went
 backwards, a ``clock_jump`` entry is written before the new one.
 
+The chain alone cannot catch a rewrite of the whole trail by someone who can write the file (cut the tail and
+fix ``sqlite_sequence``, or edit and re-hash every entry after the edit): :func:`head` gives the chain's head, and
+:mod:`engine.security.anchor` keeps copies of it outside the database and checks the trail against them.
+
 Appending never opens its own transaction: :func:`append` runs inside the caller's (``BEGIN IMMEDIATE``),
 so an entry is durable together with the change it records, and concurrent writers queue on SQLite's lock.
 """
@@ -28,7 +32,7 @@ import io
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -291,6 +295,61 @@ def _json(text: Any) -> Any:
         return None
 
 
+# ---------------------------------------------------------------------------- the head (anchors: engine/security/anchor.py)
+
+ANCHOR_FORMAT = "inspection-station audit anchor"
+ANCHOR_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Head:
+    """The chain's head at one moment: how many entries, the last one's id, hash and time, the station."""
+
+    entries: int
+    last_id: int
+    hash: str
+    last_time_utc: str
+    station_id: str
+    anchored_utc: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": ANCHOR_FORMAT, "format_version": ANCHOR_FORMAT_VERSION, **asdict(self)}
+
+    def line(self) -> str:
+        """The head in one line, as reports print it."""
+        station = f" of station {self.station_id}" if self.station_id else ""
+        return (f"audit chain head{station}: entry {self.last_id} of {self.entries}, SHA-256 {self.hash}, "
+                f"last entry {self.last_time_utc}, taken {self.anchored_utc}")
+
+
+def head_of(db: Any, station: str = "") -> Head | None:
+    """The head of the trail in an open database; None when it holds no entry (or no trail)."""
+    try:
+        last = db.execute(f"SELECT id, hash, time_utc, station FROM {TABLE} ORDER BY id DESC LIMIT 1"
+                          ).fetchone()
+    except StationError:
+        raise  # the file itself is unusable
+    except Exception:  # noqa: BLE001 - no audit table: no head
+        return None
+    if last is None:
+        return None
+    count = int(db.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+    return Head(count, int(last[0]), str(last[1]), str(last[2]), station or str(last[3] or ""),
+                utc_text(time.time()))
+
+
+def head(data_dir: Path, station: str = "") -> Head | None:
+    """The head of the data directory's trail; None when there is no trail yet."""
+    path = Path(data_dir) / DB_NAME
+    if not path.exists():
+        return None
+    db = connect(path, migrate=False)
+    try:
+        return head_of(db, station)
+    finally:
+        db.conn.close()
+
+
 # ---------------------------------------------------------------------------- reading and export
 
 
@@ -329,15 +388,16 @@ def export(data_dir: Path, out: Path, fmt: str | None = None, generated_by: str 
             w.writerow(["" if r.get(c) is None else r.get(c) for c in EXPORT_COLUMNS])
         text = buf.getvalue()
     else:
-        text = _html(rows, verdict, generated_by)
+        h = head(data_dir)
+        text = _html(rows, verdict, generated_by, h.to_dict() if h is not None else None)
     write_atomic(out, text)
     return verdict
 
 
-def _html(rows: list[dict[str, Any]], verdict: Verdict, generated_by: str) -> str:
+def _html(rows: list[dict[str, Any]], verdict: Verdict, generated_by: str, anchor: dict[str, Any] | None) -> str:
     from engine.reports import render
 
-    return render("audit.html.j2", rows=[{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows],
+    return render("audit.html.j2", audit_anchor=anchor, rows=[{c: r.get(c) for c in EXPORT_COLUMNS} for r in rows],
                   columns=EXPORT_COLUMNS, ok=verdict.ok, sentence=verdict.sentence(),
                   generated=utc_text(time.time()), generated_by=generated_by)
 

@@ -9,6 +9,12 @@ This module is the boundary between SQLite and the rest of the station: an error
 is unusable (not a database, damaged, read-only, locked, on a full disk) leaves it as a
 :class:`DatabaseError` whose message is one sentence naming the file, wherever it happens, at opening or in
 the middle of a query. Errors in the SQL itself (a constraint, a missing table) pass through unchanged.
+
+A new database is never started beside stored images. When ``station.sqlite`` is missing, empty (zero bytes)
+or holds no schema yet while the image store beside it holds image files, the database those images belonged
+to is gone (deleted, truncated, replaced): :func:`connect` refuses with one sentence naming the images folder
+rather than create a fresh schema, a fresh audit trail and a store whose recovery would take every image for
+an orphan. The images stay as they are until someone restores the database or moves the images away.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from typing import Any
 import sqlite_utils
 
 from engine.core.errors import StationError
+from engine.storage.images import ImageStore
 from engine.storage.migrations import MIGRATIONS
 
 DB_NAME = "station.sqlite"
 BUSY_TIMEOUT_S = 10.0
 
-__all__ = ["BUSY_TIMEOUT_S", "DB_NAME", "MIGRATIONS", "DatabaseError", "connect", "read", "schema_version",
-           "upgrade"]
+__all__ = ["BUSY_TIMEOUT_S", "DB_NAME", "MIGRATIONS", "DatabaseError", "connect", "read",
+           "refuse_new_beside_images", "schema_version", "upgrade"]
 
 
 class DatabaseError(StationError, RuntimeError):
@@ -51,6 +58,18 @@ def _sentence(e: sqlite3.Error, path: Path | str) -> str | None:
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return f"{path} stayed locked by another program for {BUSY_TIMEOUT_S:g} s ({msg})"
     return None
+
+
+def refuse_new_beside_images(path: Path) -> None:
+    """:class:`DatabaseError` when the image store beside ``path`` holds images: a new or empty database there
+    has lost the record of them, and the station will not start afresh over them."""
+    store = ImageStore(Path(path).parent)
+    count = store.count()
+    if count:
+        raise DatabaseError(
+            f"{store.root} holds {count} stored images but {path} is missing, empty or new, so the database that "
+            f"named them is gone: restore {DB_NAME} from a backup, or move {store.root} away to start an empty "
+            "store (nothing was changed)")
 
 
 def _converted(e: sqlite3.Error, path: Path | str) -> BaseException:
@@ -102,6 +121,7 @@ class _Connection(sqlite3.Connection):
     """The station's connection: every statement runs on a :class:`_Cursor`."""
 
     station_path: str = ""
+    schema_before: int = 0  # PRAGMA user_version when this connection opened the file, before any migration
 
     def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
         return super().cursor(factory)
@@ -134,6 +154,8 @@ def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
     """
     path = Path(path)
     try:
+        if not path.exists() or path.stat().st_size == 0:
+            refuse_new_beside_images(path)  # before SQLite creates or writes the file
         if path.exists() and not path.stat().st_mode & 0o222:
             raise DatabaseError(f"{path} is read-only (no write permission), and the station must write to its "
                                 "database")
@@ -151,6 +173,9 @@ def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
         conn.execute("PRAGMA foreign_keys=ON")
         db = sqlite_utils.Database(conn)
         version = schema_version(db)  # reads the header: a file that is no database fails here, not later
+        if version == 0 and not db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            refuse_new_beside_images(path)
+        db.conn.schema_before = version  # type: ignore[attr-defined]  # what the file held before this open
         if migrate:
             upgrade(db, path)
         elif version > len(MIGRATIONS):
@@ -192,6 +217,7 @@ def read(data_dir: Path, sql: str, args: list[Any] | tuple = ()) -> list[dict[st
     no database yet."""
     path = Path(data_dir) / DB_NAME
     if not path.exists():
+        refuse_new_beside_images(path)
         return []
     db = connect(path, migrate=False)
     try:

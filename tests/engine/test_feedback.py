@@ -169,7 +169,7 @@ def test_recovery_removes_images_no_row_names(tmp_path):
     (stray.parent / "x.png.tmp").write_bytes(b"half written")
     store = FeedbackStore(tmp_path)
     store.close()
-    assert store.recovered == {"temporary": 1, "orphans": 1, "missing": 0}
+    assert store.recovered == {"temporary": 1, "orphans": 1, "kept": 0, "missing": 0}
     assert not stray.exists()
 
 

@@ -207,3 +207,7 @@ def test_render_html_escapes_what_it_shows(line):
     r.reasons.append("A <script>alert(1)</script> reason.")
     text = render_html(r)
     assert "<script>" not in text and "&lt;script&gt;" in text
+    from engine.security.anchor import head
+
+    h = head(line["variant"])  # the report ends with the audit chain's head, one more copy of it
+    assert f"entry {h.last_id} of {h.entries}, SHA-256 {h.hash}" in text.split('<footer class="anchor">')[1]

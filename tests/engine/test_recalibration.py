@@ -116,6 +116,10 @@ def test_scripted_lens_change_blocks_on_failed_checks_then_commits_with_override
     assert page.count("data:image/png;base64,") >= 4  # before/after images, embedded
     assert page.count("<svg") >= 3  # distortion, reprojection error, domain shift: inline SVG
     assert "supplier confirms" in page and "OVERRIDDEN" in page.upper()
+    from engine.security.anchor import head
+
+    h = head(data_dir)  # the report ends with the audit chain's head, one more copy of it
+    assert f"entry {h.last_id} of {h.entries}, SHA-256 {h.hash}" in page.split('<footer class="anchor">')[1]
     campaign = active_campaign(data_dir)
     assert campaign is not None and campaign.every_n == 10
 

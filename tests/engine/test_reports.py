@@ -10,15 +10,19 @@ from engine.reports.svg import Chart, ticks
 
 
 def test_every_report_is_one_page_with_the_one_stylesheet_inlined_and_values_escaped():
-    text = render("audit.html.j2", rows=[{"id": 1, "user": "<b>x</b>"}], columns=("id", "user"), ok=True,
-                  sentence="the chain is intact", generated="2026-01-01 00:00:00 UTC", generated_by="Ann & Bob")
+    text = render("audit.html.j2", audit_anchor=None, rows=[{"id": 1, "user": "<b>x</b>"}], columns=("id", "user"),
+                  ok=True, sentence="the chain is intact", generated="2026-01-01 00:00:00 UTC",
+                  generated_by="Ann & Bob")
     assert text.startswith("<!DOCTYPE html>") and text.count("<style>") == 1
     css = environment().globals["stylesheet"]
     assert str(css).strip() in text and "@media print" in css
     assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text and "Ann &amp; Bob" in text
     assert not re.search(r"<link|(src|href)=['\"]?(https?:|file:|/)", text)
     with pytest.raises(Exception, match="undefined"):
-        render("audit.html.j2", rows=[])  # a missing value is an error, not an empty space
+        render("audit.html.j2", audit_anchor=None, rows=[])  # a missing value is an error, not an empty space
+    with pytest.raises(TypeError, match="audit_anchor"):  # no report without the audit chain's head
+        render("audit.html.j2", rows=[], columns=(), ok=True, sentence="", generated="", generated_by="")
+    assert "Audit chain head: no audit trail in this data folder" in text
 
 
 def test_a_chart_is_well_formed_svg_with_its_text_escaped():

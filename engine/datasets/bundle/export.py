@@ -32,6 +32,7 @@ from engine import __version__
 from engine.datasets.bundle import formats as fm
 from engine.datasets.bundle.selection import BundleError, ExportOptions, FrameTruth, Selection, agreement_summary, iso, select
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
+from engine.security.anchor import stamp
 from engine.storage.db import read
 from engine.storage.images import ImageStore
 from engine.storage.queries import frame_span, frames_by_id
@@ -334,6 +335,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
                 "duplicates": "one image per content hash; the frame decided last gives its truth",
             },
             "files": fm.manifest_files(options.formats),
+            "audit_anchor": stamp(data_dir, sid),  # the audit chain's head, one more copy outside the database
         }
         sink.add_bytes(fm.MANIFEST, fm.pretty_json(manifest))
         step("manifest")

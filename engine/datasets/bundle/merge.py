@@ -209,7 +209,8 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
                 "created_utc": iso(created),
                 "merged_from": [{"station_id": m.get("station_id"), "created_utc": m.get("created_utc"),
                                  "application_version": m.get("application_version"), "period": m.get("period"),
-                                 "filters": m.get("filters"), "images": m.get("counts", {}).get("images")}
+                                 "filters": m.get("filters"), "images": m.get("counts", {}).get("images"),
+                                 "audit_anchor": m.get("audit_anchor")}
                                 for m in manifests],
                 "classes": classes, "models": list(models.values()), "references": list(refs.values()),
                 "counts": counts, "agreement": agreement_summary(agree_in),
