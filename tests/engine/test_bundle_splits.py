@@ -241,3 +241,18 @@ def test_a_merge_splits_the_merged_frames_again(data_dir, tmp_path):
     assert {i["station"] for i in gt["images"]} == {"st-b"}
     assert (res.path / "test.txt").read_text().strip() == f"./images/{gt['images'][0]['file_name']}"
     assert verify(res.path).ok
+
+
+def test_verify_catches_a_list_file_that_leaves_the_bundle_or_shares_an_image(spaced_bundle, tmp_path):
+    import hashlib
+
+    b = Path(shutil.copytree(spaced_bundle.path, tmp_path / "copy"))
+    first_train = (b / "train.txt").read_text().splitlines()[0]
+    (b / "test.txt").write_text((b / "test.txt").read_text() + first_train + "\n../../etc/passwd\n")
+    sums = (b / "SHA256SUMS").read_text().splitlines()
+    digest = hashlib.sha256((b / "test.txt").read_bytes()).hexdigest()
+    (b / "SHA256SUMS").write_text("".join((f"{digest}  test.txt" if ln.endswith("  test.txt") else ln) + "\n"
+                                          for ln in sums))
+    problems = verify(b).problems
+    assert any("in both the train and the test split" in p for p in problems)
+    assert any("'../../etc/passwd', which is not one of the bundle's images" in p for p in problems)
