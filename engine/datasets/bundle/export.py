@@ -34,7 +34,7 @@ import resources
 from engine import __version__
 from engine.datasets.bundle import formats as fm
 from engine.datasets.bundle.selection import BundleError, ExportOptions, FrameTruth, Selection, agreement_summary, iso, select
-from engine.datasets.bundle.splits import DUPLICATE_RULE, assign, summary as split_summary
+from engine.datasets.bundle.splits import DUPLICATE_RULE, SPLITS, assign, summary as split_summary
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
 from engine.storage.db import read
 from engine.storage.images import ImageStore
@@ -310,6 +310,10 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
         counts["events"] = len(hist["events"])
         counts["drift_minutes"] = len(hist["minutes"])
         counts["drift_alarms"] = len(hist["alarms"])
+        splits_entry = split_summary(times, splits, options.split, iso)
+        counts["splits"] = {s: splits_entry[s]["images"] for s in SPLITS}
+        if splits_entry["note"]:
+            counts["splits_note"] = splits_entry["note"]
         manifest = {
             "format": fm.FORMAT_NAME,
             "format_version": fm.FORMAT_VERSION,
@@ -328,7 +332,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
             "references": _references(sel.frames),
             "counts": counts,
             "agreement": agreement_summary(agreement_rows(rows, sid)),
-            "splits": split_summary(times, splits, options.split, iso),
+            "splits": splits_entry,
             "policy": {
                 "undecided_detections": "a detection on a reviewed frame with no decision is kept as predicted "
                                         "(status 'undecided')",

@@ -45,6 +45,12 @@ class SplitRule:
         if not self.gap_s > 0:
             raise StationError(f"the gap between split blocks must be positive, got {self.gap_s} s")
 
+    @classmethod
+    def from_config(cls, export: dict[str, Any]) -> SplitRule:
+        """The rule of the ``[export]`` table (``split_gap_s``, ``split_val_share``, ``split_test_share``)."""
+        val, test = float(export.get("split_val_share", 0.1)), float(export.get("split_test_share", 0.1))
+        return cls(shares=(round(1.0 - val - test, 9), val, test), gap_s=float(export.get("split_gap_s", 10.0)))
+
     def describe(self) -> str:
         t, v, s = self.shares
         return (f"frames in time order, cut into blocks wherever one follows the previous by {self.gap_s:g} s or "
