@@ -17,7 +17,7 @@ from engine.core.frame import Box
 from engine.datasets.bundle import ExportOptions, export_bundle, merge_bundles, verify
 from engine.datasets.bundle.selection import Label
 from engine.datasets.bundle.splits import SPLITS, SplitRule, assign, blocks, dedupe
-from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+from engine.review.feedback import Decision, FeedbackStore
 from tests.engine.test_bundle import T0, _frame, _hand_store
 
 
