@@ -11,8 +11,8 @@ none of these, or a file of the wrong shape, is a :class:`DatasetError` in one s
   ``images/`` one folder up (``dataset/annotations/x.json`` with ``dataset/images/``). Crowd boxes
   (``iscrowd`` 1) are left out, as COCO evaluation ignores them.
 * **YOLO**: a ``data.yaml`` (or a folder holding one). Its root is resolved as Ultralytics does
-  (``check_det_dataset``): ``path`` when given (absolute, or relative to the working directory), else the
-  folder the yaml is in; a split is a folder of images, a list file of image paths (a line ``./x`` relative to
+  (``check_det_dataset``): ``path`` when given (absolute, or relative to the working directory; where the split
+  is not found so, relative to the yaml's folder, not Ultralytics' datasets folder), else the yaml's folder; a split is a folder of images, a list file of image paths (a line ``./x`` relative to
   the list file's folder) or a list of either; labels are found by turning the last ``/images/`` of an image's
   path into ``/labels/`` and its suffix into ``.txt``. Split ``all`` joins train, val and test, each image once.
 * **Bundle**: a folder or ZIP holding ``manifest.json`` and ``SHA256SUMS``; split ``test`` reads
@@ -225,12 +225,19 @@ def open_yolo(path: Path, split: str) -> LabelledSet:
         yml = yml / "data.yaml" if (yml / "data.yaml").is_file() else found[0]
     data = _yaml(yml)
     names = _yolo_names(yml, data)
-    root = Path(data.get("path") or yml.parent)
     wanted = ("train", "val", "test") if split == "all" else (split,)
     present = [k for k in wanted if data.get(k)]
     if not present:
         raise DatasetError(f"{yml} has no {split} split; choose one it has "
                            f"({', '.join(k for k in ('train', 'val', 'test') if data.get(k)) or 'none'})")
+    root = Path(data.get("path") or yml.parent)
+    if not root.is_absolute():
+        # Ultralytics' own root first (relative to the working directory); where the split is not there, the
+        # station also looks relative to the yaml's folder (Ultralytics would look under its datasets folder).
+        first = data[present[0]]
+        first = str(first[0] if isinstance(first, list) and first else first)
+        if not (root / first).exists() and (yml.parent / root / first).exists():
+            root = yml.parent / root
     seen: set[Path] = set()
     out = LabelledSet("yolo", yml, split, names, category_ids={n: i + 1 for i, n in reversed(list(enumerate(names)))})
     for k in present:

@@ -156,3 +156,35 @@ def test_a_bundle_without_splits_says_to_use_all(reviewed_bundle, tmp_path, caps
     rc = main(["eval", "--device", "cpu", "--dataset", str(old)])
     err = capsys.readouterr().err
     assert rc == 2 and "--split all" in err and err.count("\n") == 1
+
+
+def test_a_yolo_folder_with_a_relative_path_and_split_folders(tmp_path, capsys):
+    """The common hand-made layout: images/val and labels/val folders, a data.yaml with a relative path."""
+    root = tmp_path / "ds"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    src = open_source(SIM, realtime=False)
+    src.open()
+    names = ["scratch", "dent", "contamination", "burr"]
+    try:
+        k = 0
+        while k < 6:
+            f = src.read()
+            src.skip(4)
+            if not f.ground_truth.boxes:
+                continue
+            k += 1
+            cv2.imwrite(str(root / "images" / "val" / f"{k}.png"), f.as_order("BGR"))
+            lines = [f"{names.index(b.class_name)} {(b.x0 + b.x1) / 2 / f.width:.6f} {(b.y0 + b.y1) / 2 / f.height:.6f} "
+                     f"{(b.x1 - b.x0) / f.width:.6f} {(b.y1 - b.y0) / f.height:.6f}" for b in f.ground_truth.boxes]
+            (root / "labels" / "val" / f"{k}.txt").write_text("\n".join(lines))
+    finally:
+        src.close()
+    (root / "data.yaml").write_text("path: ds-root-elsewhere\ntrain: images/val\nval: images/val\n"
+                                    "names: [scratch, dent, contamination, burr]\n")
+    rc = main(["eval", "--device", "cpu", "--json", "--dataset", str(root)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "neither a folder nor a list file" in err  # a path that leads nowhere is named
+    (root / "data.yaml").write_text("path: .\ntrain: images/val\nval: images/val\nnames: [scratch, dent, contamination]\n")
+    r = _eval_json(capsys, "--dataset", str(root))
+    assert r["kind"] == "yolo" and r["split"] == "val" and r["frames"] == 6 and r["truth_boxes"] > 0
