@@ -18,6 +18,7 @@ IMPORT_NAMES = {
     "opencv-python-headless": "cv2",
     "sqlite-utils": "sqlite_utils",
     "cupy-cuda12x": "cupy",
+    "pyyaml": "yaml",
 }
 # Extras the station imports only when they are installed (with a fallback when they are not).
 OPTIONAL_EXTRAS = ("gpu",)

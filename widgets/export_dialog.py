@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions
+from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions, SplitRule
 
 KIND_LABELS = {"fp": "False positives (a rejected detection)", "fn": "Missed defects (drawn by an operator)",
                "confirmed": "Confirmed correct", "unsure": "Flagged unsure"}
@@ -26,8 +26,9 @@ class ExportDialog(QtWidgets.QDialog):
 
     def __init__(self, classes: Sequence[str], replay_share: float = 0.1, replay_seed: int = 0,
                  span: tuple[float, float] | None = None, out_path: str = "",
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, split_rule: SplitRule | None = None) -> None:
         super().__init__(parent)
+        self.split_rule = split_rule if split_rule is not None else SplitRule()
         self.setObjectName("exportDialog")
         self.setWindowTitle("Export feedback bundle")
         self.classes = list(classes)
@@ -194,7 +195,8 @@ class ExportDialog(QtWidgets.QDialog):
                 until=float(self.until.dateTime().toSecsSinceEpoch()) if self.until_on.isChecked() else None,
                 kinds=kinds, classes=None if len(classes) == len(self.classes) else classes,
                 formats=tuple(f for f, b in self.format_boxes.items() if b.isChecked()),
-                replay_share=self.replay.value() / 100.0, replay_seed=self.replay_seed, zip=self.zip_box.isChecked())
+                replay_share=self.replay.value() / 100.0, replay_seed=self.replay_seed, zip=self.zip_box.isChecked(),
+                split=self.split_rule)
         except BundleError as e:
             return str(e)
 

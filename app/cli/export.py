@@ -37,16 +37,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from engine.datasets.bundle import FORMATS, KINDS, BundleError, ExportOptions
+    from engine.core.errors import StationError
+    from engine.datasets.bundle import FORMATS, KINDS, ExportOptions
+
+    from engine.datasets.bundle.splits import SplitRule
 
     cfg = config.get("export", {})
     try:
-        return ExportOptions(since=when(args.since), until=when(args.until, "--until"), kinds=args.kinds or KINDS,
+        return ExportOptions(split=SplitRule.from_config(cfg), since=when(args.since), until=when(args.until, "--until"), kinds=args.kinds or KINDS,
                              classes=args.classes or None, formats=args.format or FORMATS,
                              replay_share=args.replay_share if args.replay_share is not None
                              else float(cfg.get("replay_share", 0.1)),
                              replay_seed=int(cfg.get("replay_seed", 0)), zip=args.zip)
-    except BundleError as e:
+    except StationError as e:
         raise UserError(str(e)) from None
 
 
@@ -78,4 +81,8 @@ def export(args: argparse.Namespace, config: dict[str, Any]) -> int:
     kinds = ", ".join(f"{k} {v}" for k, v in c["by_kind"].items())
     print(f"wrote {res.path}: {c['images']} images ({kinds}), {sum(c['boxes_by_class'].values())} boxes, "
           f"{c['predictions']} predictions, {c['decisions']} decisions in {res.seconds:.1f} s")
+    sp = c.get("splits", {})
+    if sp:
+        print("split by time: " + ", ".join(f"{s} {sp[s]}" for s in ("train", "val", "test"))
+              + (f" ({c['splits_note']})" if c.get("splits_note") else ""))
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, export_bundle, preview
+from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, SplitRule, export_bundle, preview
 from engine.datasets.bundle.export import stored_span
 from engine.core.config import station_id
 from app.gui.host import StationWindow
@@ -52,7 +52,8 @@ class ExportController(QtCore.QObject):
             stamp = time.strftime("%Y%m%d-%H%M", time.gmtime())
             default_out = Path.home() / f"feedback-{station_id(self.config)}-{stamp}"
             self.dialog = ExportDialog(classes, float(cfg.get("replay_share", 0.1)), int(cfg.get("replay_seed", 0)),
-                                       None, str(default_out), self.window)  # type: ignore[arg-type]
+                                       None, str(default_out), self.window,  # type: ignore[arg-type]
+                                       split_rule=SplitRule.from_config(cfg))
             self.dialog.options_changed.connect(self.request_preview)
             self.dialog.export_requested.connect(self.start_export)
             self.dialog.cancel_requested.connect(self.cancel)

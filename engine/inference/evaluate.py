@@ -164,3 +164,87 @@ def collect(source: Any, detector: Any, frames: int, step: int = 1, batch: int =
     finally:
         source.close()
     return out
+
+
+@dataclass
+class LabelledRun:
+    """Frames scored on a labelled dataset, with what did not match by class name."""
+
+    frames: list[FrameMatch]
+    classes: tuple[str, ...]  # the dataset's classes: the order of ``class_id`` in ``frames``
+    predictions: list[dict[str, Any]]  # every kept prediction as a COCO result, in the dataset's ids
+    truth_not_in_model: dict[str, int]  # dataset class -> truth boxes the model has no class for
+    predictions_not_in_dataset: dict[str, int]  # model class -> predictions at the operating threshold ignored
+
+
+def collect_labelled(images: Sequence[Any], dataset_classes: Sequence[str], detector: Any, confidence: float,
+                     batch: int = 4, progress: Any = None, category_ids: dict[str, int] | None = None
+                     ) -> LabelledRun:
+    """Run ``detector`` on labelled images (each with ``read() -> (BGR image, truth boxes)``, ``name``, ``time``,
+    ``id``; a truth box has ``x0 y0 x1 y1 class_name``), classes matched **by name** between dataset and model.
+    The predictions kept are COCO results with the image's ``id`` and the class's id in ``category_ids`` (by
+    default 1.. in the order of the dataset's classes), so that they load beside the dataset's own COCO file.
+
+    A dataset class the model lacks keeps its truth boxes (they count as missed, AP 0) and is reported; a
+    prediction of a class the dataset does not label is left out of the figures and counted.
+    """
+    from engine.core.frame import Frame
+
+    classes = tuple(dict.fromkeys(dataset_classes))
+    idx = {c: i for i, c in enumerate(classes)}
+    model = set(getattr(detector, "classes", ()))
+    out: list[FrameMatch] = []
+    preds: list[dict[str, Any]] = []
+    missing: dict[str, int] = {}
+    ignored: dict[str, int] = {}
+    pending: list[tuple[Frame, tuple[Box, ...], float]] = []
+    image_ids: list[int] = []
+    cat_ids = dict(category_ids or {})
+
+    def cat_id(name: str) -> int:
+        if name not in cat_ids:
+            cat_ids[name] = max(cat_ids.values(), default=0) + 1
+        return cat_ids[name]
+
+    def flush() -> None:
+        for (fr, truth, t), det in zip(pending, detector.detect([p[0] for p in pending])):
+            kept = []
+            for b in det.boxes:
+                if b.class_name not in idx:
+                    if (b.score if b.score is not None else 1.0) >= confidence:
+                        ignored[b.class_name] = ignored.get(b.class_name, 0) + 1
+                    continue
+                kept.append(Box(b.x0, b.y0, b.x1, b.y1, idx[b.class_name], b.class_name, b.score))
+            n = image_ids[len(out)]
+            preds.extend({"image_id": n, "category_id": cat_id(k.class_name),
+                          "bbox": [k.x0, k.y0, k.x1 - k.x0, k.y1 - k.y0],
+                          "score": float(k.score if k.score is not None else 1.0)} for k in kept)
+            out.append(FrameMatch(tuple(kept), truth, t))
+        pending.clear()
+        if progress is not None:
+            progress(len(out), len(images))
+
+    for k, item in enumerate(images):
+        image, truth_boxes = item.read()
+        truth = []
+        for tb in truth_boxes:
+            if tb.class_name not in idx:  # a label of a class the dataset does not list: never silently lost
+                idx[tb.class_name] = len(classes)
+                classes = (*classes, tb.class_name)
+            if tb.class_name not in model:
+                missing[tb.class_name] = missing.get(tb.class_name, 0) + 1
+            truth.append(Box(tb.x0, tb.y0, tb.x1, tb.y1, idx[tb.class_name], tb.class_name))
+        frame = Frame(image=np.ascontiguousarray(image), channel_order="BGR", sequence=k,
+                      timestamp=float(getattr(item, "time", 0.0) or 0.0), source_id=str(item.name))
+        pending.append((frame, tuple(truth), frame.timestamp))
+        image_ids.append(int(getattr(item, "id", 0) or k + 1))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return LabelledRun(out, classes, preds, missing, ignored)
+
+
+def coco_results(run: LabelledRun) -> list[dict[str, Any]]:
+    """The predictions as a COCO results list."""
+    return [dict(p) for p in run.predictions]

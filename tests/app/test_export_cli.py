@@ -144,3 +144,21 @@ def test_a_full_disk_is_one_sentence_and_leaves_nothing(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == f"inspection-station: error: the disk holding {small} is full; the bundle was not written"
     assert r.stdout.strip() == "left:"
+
+
+def test_export_splits_by_time_as_configured(tmp_path, capsys):
+    data = tmp_path / "data"
+    _store(data)
+    cfg = tmp_path / "station.toml"
+    cfg.write_text("[export]\nsplit_gap_s = 60.0\nsplit_val_share = 0.2\nsplit_test_share = 0.2\n")
+    out = tmp_path / "bundle"
+    assert main(["--config", str(cfg), "--data-dir", str(data), "export", "--out", str(out),
+                 "--replay-share", "0"]) == 0
+    said = capsys.readouterr().out
+    assert "split by time: train 4, val 1, test 1" in said  # six frames an hour apart: six blocks
+    m = json.loads((out / "manifest.json").read_text())["splits"]
+    assert m["gap_s"] == 60.0 and m["shares"] == [0.6, 0.2, 0.2] and m["blocks"] == 6
+    cfg.write_text("[export]\nsplit_val_share = 0.9\n")
+    assert main(["--config", str(cfg), "--data-dir", str(data), "export", "--out", str(tmp_path / "b2")]) == 2
+    err = capsys.readouterr().err
+    assert "split_val_share" in err and err.count("\n") == 1

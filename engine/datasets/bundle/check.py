@@ -234,6 +234,7 @@ def verify(path: Path, threads: int = 2) -> VerifyResult:
             res.problems.append(f"{MANIFEST} is not listed in {SUMS}")
         elif MANIFEST in present:
             res.problems += _manifest_problems(reader, res)
+        res.problems += _split_problems(reader, present)
         return res
     finally:
         reader.close()
@@ -255,3 +256,27 @@ def _manifest_problems(reader: BundleReader, res: VerifyResult) -> list[str]:
     if version > FORMAT_VERSION:
         return [f"format version {version} is newer than this station reads ({FORMAT_VERSION})"]
     return []
+
+
+def _split_problems(reader: BundleReader, present: set[str]) -> list[str]:
+    """The YOLO list files of the splits: each line one of the bundle's own images, no image in two splits."""
+    from engine.datasets.bundle.formats import list_name
+    from engine.datasets.bundle.splits import SPLITS
+
+    problems: list[str] = []
+    where: dict[str, str] = {}
+    for split in SPLITS:
+        name = list_name(split)
+        if name not in present:
+            continue
+        for n, line in enumerate(reader.read(name).decode("utf-8", "replace").splitlines(), 1):
+            member = line[2:] if line.startswith("./") else None
+            if member is None or _bad_name(member) or not member.startswith("images/") or member not in present:
+                problems.append(f"{name} line {n} names {line[:80]!r}, which is not one of the bundle's images")
+            elif member in where:
+                problems.append(f"{member} is in both the {where[member]} and the {split} split")
+            else:
+                where[member] = split
+            if len(problems) > 20:
+                return problems
+    return problems

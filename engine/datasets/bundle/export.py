@@ -6,7 +6,10 @@ A bundle (a folder, or one ZIP file):
 ``images/<sha256>.png``               the frames, byte for byte as stored (lossless PNG, named by hash)
 ``annotations/instances.json``        COCO detection ground truth: the corrected truth (``coco``)
 ``annotations/predictions.json``      the model's boxes as shown, a COCO results file (``coco``)
+``annotations/instances_<split>.json``  the same per split (train, val, test: made by time, see
+``annotations/predictions_<split>.json``  :mod:`engine.datasets.bundle.splits`), image ids as in the files above
 ``labels/<sha256>.txt``, ``data.yaml``  YOLO layout; an empty label file for a defect-free image (``yolo``)
+``train.txt``, ``val.txt``, ``test.txt``  YOLO list files of the splits, ``./images/<sha256>.png`` a line (``yolo``)
 ``decisions.csv``                     every decision on the bundle's frames: operator, time, reason
 ``events.csv``                        station events (lens, source, model, reference) and the model and
                                       reference changes seen in the stored frames
@@ -31,6 +34,7 @@ import resources
 from engine import __version__
 from engine.datasets.bundle import formats as fm
 from engine.datasets.bundle.selection import BundleError, ExportOptions, FrameTruth, Selection, agreement_summary, iso, select
+from engine.datasets.bundle.splits import DUPLICATE_RULE, SPLITS, assign, summary as split_summary
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
 from engine.security.anchor import stamp
 from engine.storage.db import read
@@ -282,13 +286,12 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
         created = time.time()
         info = {"description": f"feedback from inspection station {sid}", "version": __version__,
                 "date_created": iso(created), "contributor": sid}
-        if "coco" in options.formats:
-            gt, preds = fm.coco_files(sel.frames, sel.classes, info, sid)
-            sink.add_bytes(fm.COCO_GT, gt)
-            sink.add_bytes(fm.COCO_PRED, preds)
+        times = [f.timestamp for f in sel.frames]
+        splits = assign(times, options.split)
+        for name, body in fm.annotation_files(sel.frames, sel.classes, info, sid, splits, options.formats).items():
+            sink.add_bytes(name, body)
         step("annotations")
         if "yolo" in options.formats:
-            sink.add_bytes(fm.YOLO_YAML, fm.yolo_yaml(sel.classes))
             for f in sel.frames:
                 sink.add_bytes(fm.label_name(f.image_sha256), fm.yolo_label(f, sel.classes))
                 if is_cancelled():
@@ -308,6 +311,10 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
         counts["events"] = len(hist["events"])
         counts["drift_minutes"] = len(hist["minutes"])
         counts["drift_alarms"] = len(hist["alarms"])
+        splits_entry = split_summary(times, splits, options.split, iso)
+        counts["splits"] = {s: splits_entry[s]["images"] for s in SPLITS}
+        if splits_entry["note"]:
+            counts["splits_note"] = splits_entry["note"]
         manifest = {
             "format": fm.FORMAT_NAME,
             "format_version": fm.FORMAT_VERSION,
@@ -326,6 +333,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
             "references": _references(sel.frames),
             "counts": counts,
             "agreement": agreement_summary(agreement_rows(rows, sid)),
+            "splits": splits_entry,
             "policy": {
                 "undecided_detections": "a detection on a reviewed frame with no decision is kept as predicted "
                                         "(status 'undecided')",
@@ -333,6 +341,7 @@ def export_bundle(data_dir: Path, out: Path, options: ExportOptions, station: st
                           "(seed in filters); unreviewed ones carry the model's boxes (status 'unreviewed')",
                 "corrected_class": "counts as fp and fn",
                 "duplicates": "one image per content hash; the frame decided last gives its truth",
+                "duplicate_boxes": DUPLICATE_RULE,
             },
             "files": fm.manifest_files(options.formats),
             "audit_anchor": stamp(data_dir, sid),  # the audit chain's head, one more copy outside the database

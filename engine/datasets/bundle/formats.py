@@ -11,6 +11,7 @@ import json
 from typing import Any, Iterable, Sequence
 
 from engine.datasets.bundle.selection import FrameTruth, iso
+from engine.datasets.bundle.splits import SPLITS
 
 FORMAT_NAME = "inspection-station-feedback-bundle"
 FORMAT_VERSION = 1
@@ -53,16 +54,34 @@ def _xywh(b: tuple[float, float, float, float]) -> list[float]:
     return [round(b[0], 2), round(b[1], 2), round(b[2] - b[0], 2), round(b[3] - b[1], 2)]
 
 
-def coco_files(frames: Sequence[FrameTruth], classes: Sequence[str], info: dict[str, Any],
-               station: str) -> tuple[bytes, bytes]:
-    """COCO detection ground truth (the corrected truth) and the model's boxes as a COCO results file."""
+def coco_split_name(split: str) -> str:
+    return f"annotations/instances_{split}.json"
+
+
+def pred_split_name(split: str) -> str:
+    return f"annotations/predictions_{split}.json"
+
+
+def list_name(split: str) -> str:
+    """The YOLO list file of a split, beside ``images/``: Ultralytics reads a line ``./images/x.png`` as relative
+    to the list file's folder (``get_img_files`` in ``ultralytics/data/base.py``)."""
+    return f"{split}.txt"
+
+
+def coco_dicts(frames: Sequence[FrameTruth], classes: Sequence[str], info: dict[str, Any], station: str,
+               splits: Sequence[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO detection ground truth (the corrected truth) and the model's boxes as a COCO results list. Image
+    ids are 1.. in frame order; ``splits`` (one per frame) are written into each image as ``split``."""
     cat = {c: i + 1 for i, c in enumerate(classes)}
     images, anns, preds = [], [], []
     for n, f in enumerate(frames, 1):
         images.append({"id": n, "file_name": f"{f.image_sha256}.png", "width": f.width, "height": f.height,
                        "station": station, "source": f.source, "sequence": f.sequence,
-                       "time_utc": iso(f.timestamp), "kinds": ["replay"] if f.replay else sorted(f.kinds),
+                       "time_utc": iso(f.timestamp), "timestamp": f.timestamp,
+                       "kinds": ["replay"] if f.replay else sorted(f.kinds),
                        "reviewed": f.reviewed, "model": f.model, "reference_id": f.reference_id})
+        if splits is not None:
+            images[-1]["split"] = splits[n - 1]
         for lab in f.truth:
             b = _clip(lab.box, f.width, f.height) if lab.class_name in cat else None
             if b is None:
@@ -78,7 +97,49 @@ def coco_files(frames: Sequence[FrameTruth], classes: Sequence[str], info: dict[
                           "score": round(float(p.score if p.score is not None else 1.0), 4)})
     gt = {"info": info, "licenses": [], "images": images, "annotations": anns,
           "categories": [{"id": i, "name": c, "supercategory": "defect"} for c, i in cat.items()]}
+    return gt, preds
+
+
+def coco_files(frames: Sequence[FrameTruth], classes: Sequence[str], info: dict[str, Any],
+               station: str) -> tuple[bytes, bytes]:
+    """COCO ground truth and predictions of every frame, as bytes."""
+    gt, preds = coco_dicts(frames, classes, info, station)
     return compact_json(gt), compact_json(preds)
+
+
+def coco_split(gt: dict[str, Any], preds: list[dict[str, Any]], split: str) -> tuple[bytes, bytes]:
+    """The COCO ground truth and predictions of one split's images (ids as in the file of every frame)."""
+    ids = {i["id"] for i in gt["images"] if i.get("split") == split}
+    part = {**gt, "images": [i for i in gt["images"] if i["id"] in ids],
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
+    return compact_json(part), compact_json([p for p in preds if p["image_id"] in ids])
+
+
+def annotation_files(frames: Sequence[FrameTruth], classes: Sequence[str], info: dict[str, Any], station: str,
+                     splits: Sequence[str], formats: Sequence[str],
+                     image_station: Sequence[str] | None = None) -> dict[str, bytes]:
+    """Every annotation file but the label files, by name: COCO truth and predictions of every frame and of each
+    split (``coco``), ``data.yaml`` and the split list files (``yolo``). ``splits`` holds one name per frame;
+    ``image_station`` (merge) one station per frame."""
+    out: dict[str, bytes] = {}
+    if "coco" in formats:
+        gt, preds = coco_dicts(frames, classes, info, station, splits)
+        if image_station is not None:
+            for img, s in zip(gt["images"], image_station):
+                img["station"] = s
+        out[COCO_GT], out[COCO_PRED] = compact_json(gt), compact_json(preds)
+        for s in SPLITS:
+            out[coco_split_name(s)], out[pred_split_name(s)] = coco_split(gt, preds, s)
+    if "yolo" in formats:
+        out[YOLO_YAML] = yolo_yaml(classes, {s: sum(1 for x in splits if x == s) for s in SPLITS})
+        for s in SPLITS:
+            out[list_name(s)] = yolo_list([f for f, x in zip(frames, splits) if x == s])
+    return out
+
+
+def yolo_list(frames: Sequence[FrameTruth]) -> bytes:
+    """A YOLO list file: one ``./images/<sha256>.png`` line per frame."""
+    return "".join(f"./{image_name(f.image_sha256)}\n" for f in frames).encode()
 
 
 def yolo_label(f: FrameTruth, classes: Sequence[str]) -> bytes:
@@ -95,11 +156,29 @@ def yolo_label(f: FrameTruth, classes: Sequence[str]) -> bytes:
     return "".join(lines).encode()
 
 
-def yolo_yaml(classes: Sequence[str]) -> bytes:
+def yolo_yaml(classes: Sequence[str], split_images: dict[str, int] | None = None) -> bytes:
+    """``data.yaml``: the splits as list files beside it, and the class names.
+
+    It has no ``path`` on purpose. Ultralytics (``check_det_dataset`` in ``ultralytics/data/utils.py``) takes
+    the dataset root from ``path`` when there is one (a relative ``path`` against the *working directory*,
+    else under its datasets folder) and otherwise from the folder this file is in; ``train``, ``val`` and
+    ``test`` are then joined to that root. Left out, the root is the bundle wherever it is opened from and
+    wherever it was copied to (an absolute ``path`` would break as soon as the bundle moves to the training
+    machine). A ZIP bundle given to Ultralytics as it is is unpacked and its folder taken as the root.
+    """
+    counts = split_images if split_images is not None else {"train": 1, "val": 0, "test": 0}
     names = "".join(f"  {i}: {json.dumps(c)}\n" for i, c in enumerate(classes))
-    return ("# Inspection Station feedback bundle, YOLO layout: images/ and labels/ side by side.\n"
-            "path: .\ntrain: images\nval: images\n"
-            f"nc: {len(classes)}\nnames:\n{names}").encode()
+    lines = ["# Inspection Station feedback bundle, YOLO layout: images/ and labels/ side by side, the splits as",
+             "# list files beside this file (split by time; see manifest.json). No 'path' key: Ultralytics then",
+             "# resolves train/val/test against the folder this file is in, from any working directory.",
+             f"train: {list_name('train')}"]
+    if counts.get("val"):
+        lines.append(f"val: {list_name('val')}")
+    else:
+        lines.append(f"val: {list_name('train')}  # too few separate blocks of time for a val split")
+    if counts.get("test"):
+        lines.append(f"test: {list_name('test')}")
+    return ("\n".join(lines) + f"\nnc: {len(classes)}\nnames:\n{names}").encode()
 
 
 def table(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:
@@ -128,6 +207,9 @@ def manifest_files(formats: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The manifest's map of what is where in a bundle written in ``formats``."""
     coco, yolo = "coco" in formats, "yolo" in formats
     files = {"coco_ground_truth": COCO_GT if coco else None, "coco_predictions": COCO_PRED if coco else None,
+             **{f"coco_ground_truth_{s}": coco_split_name(s) if coco else None for s in SPLITS},
+             **{f"coco_predictions_{s}": pred_split_name(s) if coco else None for s in SPLITS},
+             **{f"yolo_list_{s}": list_name(s) if yolo else None for s in SPLITS},
              "yolo_data": YOLO_YAML if yolo else None, "images": "images/", "yolo_labels": "labels/" if yolo else None,
              "decisions": DECISIONS_CSV, "events": EVENTS_CSV, "drift_minutes": DRIFT_MINUTES_CSV,
              "drift_alarms": DRIFT_ALARMS_CSV, "drift_summary": DRIFT_SUMMARY, "checksums": SUMS}

@@ -4,7 +4,9 @@ Every input must verify first. Images are de-duplicated by their content hash (t
 bundle named that holds an image gives its annotations and predictions; later copies are counted in the
 manifest (``counts.duplicate_images``) and left out. Classes are joined by name, in order of appearance.
 Decisions, events and drift tables are joined with a ``station`` column in front. The merged bundle is
-written like an export: to a temporary name, renamed when complete.
+written like an export: to a temporary name, renamed when complete. The train, val and test splits are made
+again over the merged frames, by time (:mod:`engine.datasets.bundle.splits`), so that no two bundles' splits
+straddle each other; a box drawn twice in a frame is kept once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.datasets.bundle.check import BundleReader, verify
 from engine.datasets.bundle.export import ExportResult, Progress, agreement_rows
 from engine.core.timeparse import parse_time
 from engine.datasets.bundle.selection import BundleError, FrameTruth, Label, agreement_summary, iso
+from engine.datasets.bundle.splits import DUPLICATE_RULE, SplitRule, assign, dedupe, summary as split_summary
 from engine.datasets.bundle.sink import Cancelled, Sink, os_sentence, remove_stale_partials
 
 
@@ -67,19 +70,23 @@ def _frame(img: dict[str, Any], anns: list[dict[str, Any]], preds: list[dict[str
     def box(b: list[float]) -> tuple[float, float, float, float]:
         return (b[0], b[1], b[0] + b[2], b[1] + b[3])
 
+    ts = img.get("timestamp")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        ts = parse_time(img["time_utc"]) if img.get("time_utc") else 0.0
     f = FrameTruth(0, Path(img["file_name"]).stem, int(img["width"]), int(img["height"]), img.get("source", ""),
-                   int(img.get("sequence", 0)), parse_time(img["time_utc"]) if img.get("time_utc") else 0.0,
+                   int(img.get("sequence", 0)), float(ts),
                    img.get("model"), img.get("reference_id"),
                    bool(img.get("reviewed", True)))
     f.kinds = set(img.get("kinds", []))
     f.replay = "replay" in f.kinds
     f.truth = [Label(box(a["bbox"]), names[a["category_id"]], a.get("status", "confirmed")) for a in anns]
     f.predictions = [Label(box(p["bbox"]), names[p["category_id"]], "predicted", p.get("score")) for p in preds]
+    f.truth, f.duplicates = dedupe(f.truth)
     return f
 
 
 def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[str, ...] = ("coco", "yolo"),
-                  as_zip: bool = False,
+                  as_zip: bool = False, rule: SplitRule = SplitRule(),
                   progress: Progress | None = None, cancel: threading.Event | Callable[[], bool] | None = None,
                   threads: int = 2) -> ExportResult:
     t0 = time.perf_counter()
@@ -174,12 +181,11 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
             created = time.time()
             info = {"description": f"feedback merged from stations {', '.join(stations)}", "version": __version__,
                     "date_created": iso(created), "contributor": station}
-            if "coco" in formats:
-                gt_bytes, pred_bytes = fm.coco_files(frames, classes, info, "")
-                sink.add_bytes(fm.COCO_GT, _restation(gt_bytes, image_station))
-                sink.add_bytes(fm.COCO_PRED, pred_bytes)
+            times = [f.timestamp for f in frames]
+            splits = assign(times, rule)
+            for name, body in fm.annotation_files(frames, classes, info, "", splits, formats, image_station).items():
+                sink.add_bytes(name, body)
             if "yolo" in formats:
-                sink.add_bytes(fm.YOLO_YAML, fm.yolo_yaml(classes))
                 for f in frames:
                     sink.add_bytes(fm.label_name(f.image_sha256), fm.yolo_label(f, classes))
             report(len(frames) + 1, total, "labels")
@@ -200,6 +206,7 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
                       "boxes_by_class": {c: boxes.get(c, 0) for c in classes},
                       "predictions": sum(len(f.predictions) for f in frames),
                       "defect_free_images": sum(1 for f in frames if not f.truth),
+                      "duplicate_boxes_removed": sum(f.duplicates for f in frames),
                       "decisions": len(decisions), "events": len(events), "drift_minutes": len(minutes),
                       "drift_alarms": len(alarms)}
             agree_in = [row for d in decisions for row in agreement_rows([d], d["station"])]
@@ -214,7 +221,10 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
                                 for m in manifests],
                 "classes": classes, "models": list(models.values()), "references": list(refs.values()),
                 "counts": counts, "agreement": agreement_summary(agree_in),
-                "policy": {"duplicates": "one image per content hash; the first bundle named gives its truth"},
+                "splits": split_summary(times, splits, rule, iso),
+                "policy": {"duplicates": "one image per content hash; the first bundle named gives its truth",
+                           "duplicate_boxes": DUPLICATE_RULE,
+                           "splits": "made again over the merged frames by the same rule"},
                 "files": fm.manifest_files(formats),
             }
             sink.add_bytes(fm.MANIFEST, fm.pretty_json(manifest))
@@ -235,12 +245,3 @@ def merge_bundles(inputs: list[Path], out: Path, station: str, formats: tuple[st
         for r in readers:
             r.close()
 
-
-def _restation(gt: bytes, stations: list[str]) -> bytes:
-    """Put each image's own station back into the merged COCO file."""
-    import json
-
-    d = json.loads(gt)
-    for img, s in zip(d["images"], stations):
-        img["station"] = s
-    return fm.compact_json(d)

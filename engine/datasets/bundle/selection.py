@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from engine.core.errors import StationError
+from engine.datasets.bundle.splits import SplitRule, dedupe
 from engine.storage.queries import decisions_in_period, frames_in_period
 
 KINDS = ("fp", "fn", "confirmed", "unsure")
@@ -63,6 +64,7 @@ class ExportOptions:
     replay_share: float = 0.1
     replay_seed: int = 0
     zip: bool = False
+    split: SplitRule = SplitRule()
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -117,6 +119,7 @@ class FrameTruth:
     undecided: int = 0
     last_decision: float = 0.0
     replay: bool = False
+    duplicates: int = 0  # boxes of the truth dropped as the same box drawn twice
 
 
 def _box(v: Any) -> tuple[float, float, float, float] | None:
@@ -252,6 +255,7 @@ class Selection:
             "predictions": sum(1 for f in self.frames for p in f.predictions if p.class_name in self.classes),
             "decisions": len(self.decisions),
             "undecided_detections_kept": sum(f.undecided for f in self.frames),
+            "duplicate_boxes_removed": sum(f.duplicates for f in self.frames),
             "left_out": dict(self.left_out),
         }
 
@@ -277,6 +281,10 @@ def select(data_dir: Path, options: ExportOptions, model_classes: Sequence[str] 
     """Choose the frames of a bundle: by period, kind and class, one frame per image, plus the replay sample."""
     frames, by_frame = load_frames(data_dir, options.since, options.until)
     resolved = [resolve(f, by_frame.get(int(f["id"]), [])) for f in frames]
+    for f in resolved:
+        f.truth, f.duplicates = dedupe(f.truth)
+        if f.duplicates:
+            f.undecided = sum(1 for lab in f.truth if lab.status == "undecided")
     classes = _known_classes(model_classes, resolved)
     if options.classes is not None:
         unknown = [c for c in options.classes if c not in classes]
