@@ -145,3 +145,45 @@ def test_the_busy_timeout_is_a_setting_with_a_range(tmp_path, busy):
                         "--frames", "1", "--model", "none", "--data-dir", str(data), "--config", str(config)],
                        capture_output=True, text=True, timeout=120, env={**os.environ})
     assert r.returncode == 2 and "storage.busy_timeout_s" in r.stderr
+
+
+def test_the_window_says_not_saved_for_each_decision_the_lock_kept_out(qtbot, tmp_path):
+    import copy
+
+    from PySide6 import QtCore
+
+    from app.gui.start import make_app
+    from app.gui.window import MainWindow
+    from engine.core.config import default_config
+
+    data = _data(tmp_path)
+    config = copy.deepcopy(default_config())
+    config["storage"]["busy_timeout_s"] = 0.3
+    make_app()
+    w = MainWindow(config, data, source="sim://?seed=2&scenario=nominal&width=320&height=256&fps=30")
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        qtbot.waitUntil(lambda: w.live.frames_shown >= 2, timeout=20000)
+        holder = _hold(data)
+        try:
+            failed = []
+            w.station.review.changed.connect(lambda what, detail: failed.append(detail) if what == "failed" else None)
+            for _ in range(2):  # two frames, one decision each, both kept out by the lock
+                qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
+                seq = w.station.review.frame.sequence
+                qtbot.keyClick(w, QtCore.Qt.Key.Key_U)
+                qtbot.waitUntil(lambda: w.review.saved.text().startswith(f"NOT saved: frame {seq}, unsure"),
+                                timeout=20000)
+                assert "locked by another program" in w.review.saved.text()
+                qtbot.keyClick(w, QtCore.Qt.Key.Key_F)  # back to live
+            assert len(failed) == 2 and failed[0] != failed[1]
+        finally:
+            _release(holder)
+        qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
+        qtbot.keyClick(w, QtCore.Qt.Key.Key_U)  # the lock is gone: stored again
+        qtbot.waitUntil(lambda: w.review.saved.text().startswith("Saved"), timeout=20000)
+    finally:
+        w.close()
+    assert len(_stored(data)) == 1
