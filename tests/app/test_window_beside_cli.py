@@ -1,0 +1,144 @@
+"""Commands run beside the window never take its database from under it.
+
+SQLite's locks are POSIX advisory locks: they belong to the process, and closing any descriptor of the file in
+that process drops them all. Then another process closing its last connection believes it is the database's
+last user, checkpoints and deletes the ``-wal`` and ``-shm`` files the window still has open, and the
+window's next writes fail or vanish. Real processes and a real SQLite file: the window (offscreen, pytest-qt)
+on a data directory, the command line's ``users add`` and ``users list`` on the same directory beside it.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from app.gui.start import make_app
+from app.gui.window import MainWindow
+from engine.core.config import default_config
+from engine.security.auth import AuthStore
+from engine.storage.db import DB_NAME
+
+BADGE, PIN = "100", "1234"
+SOURCE = "sim://?seed=2&scenario=nominal&width=320&height=256&fps=30"
+
+
+def _cli(data, *argv):
+    env = {**os.environ, "INSPECTION_STATION_PIN": PIN, "INSPECTION_STATION_NEW_PIN": "4321"}
+    r = subprocess.run([sys.executable, "-m", "app.cli", *argv, "--data-dir", str(data)], env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _database_fds(pid="self"):
+    """Where this process's descriptors of the station's database files point ("... (deleted)" if unlinked)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if DB_NAME in target:
+            out.append(target)
+    return out
+
+
+def _commands_beside(data):
+    for badge in ("201", "202", "203"):
+        _cli(data, "--badge", BADGE, "users", "add", badge, "--role", "operator")
+    listed = _cli(data, "--badge", BADGE, "users", "list")
+    assert "203" in listed
+
+
+def _entries_seen_by_another_process(data, action):
+    """Audit entries of ``action``, as a separate process reads them from the file."""
+    code = textwrap.dedent(f"""
+        import sqlite3, sys
+        con = sqlite3.connect({str(data / DB_NAME)!r})
+        print(con.execute("SELECT count(*) FROM audit_log WHERE action = ?", [{action!r}]).fetchone()[0])
+    """)
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              timeout=60).stdout)
+
+
+@pytest.fixture
+def python_opens():
+    """Every open() of the database files by Python code in this process (SQLite's own opens are not seen)."""
+    seen = []
+    armed = [True]
+
+    def hook(event, args):
+        if armed[0] and event in ("open", "os.open") and args and DB_NAME in str(args[0]):
+            seen.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    yield seen
+    armed[0] = False  # an audit hook cannot be removed; it goes quiet
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the window's open files")
+def test_users_commands_beside_the_window_leave_its_database_whole(qtbot, data_dir, python_opens):
+    AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
+    make_app()
+    w = MainWindow(default_config(), data_dir, source=SOURCE, model="none", sign_in=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        panel = w.auth.lock_screen.sign_in
+        panel.badge.setText(BADGE)
+        panel.pin.setText(PIN)
+        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not w.auth.locked and not w.tasks.busy, timeout=20000)
+
+        # The engineer looks for a CSV in the data directory: the dialog lists station.sqlite and its -wal, -shm.
+        listed = []
+
+        def look_and_cancel():
+            dlg = QtWidgets.QApplication.activeModalWidget()
+            if not isinstance(dlg, QtWidgets.QFileDialog):
+                QtCore.QTimer.singleShot(50, look_and_cancel)
+                return
+            model = dlg.findChild(QtWidgets.QFileSystemModel)
+            index = model.index(str(data_dir / DB_NAME)) if model is not None else QtCore.QModelIndex()
+            if not index.isValid() or not model.data(index, QtCore.Qt.ItemDataRole.DisplayRole):
+                QtCore.QTimer.singleShot(50, look_and_cancel)
+                return
+            # Everything a view shows of the file: its name, icon and type, as a painted dialog asks for them.
+            for col in range(model.columnCount()):
+                i = index.siblingAtColumn(col)
+                for role in (QtCore.Qt.ItemDataRole.DisplayRole, QtCore.Qt.ItemDataRole.DecorationRole):
+                    model.data(i, role)
+            listed.append(model.fileName(index))
+            dlg.grab()  # painted once
+            QtCore.QTimer.singleShot(300, dlg.reject)
+
+        QtCore.QTimer.singleShot(0, look_and_cancel)
+        w.agreement_tools.ask_csv()
+        assert listed == [DB_NAME]
+
+        assert not [t for t in _database_fds() if t.endswith("(deleted)")]
+        _commands_beside(data_dir)
+        fds = _database_fds()
+        assert any(t.endswith(f"{DB_NAME}-wal") for t in fds), fds
+        assert not [t for t in fds if t.endswith("(deleted)")], fds  # the window's WAL and SHM are still the files
+
+        # A further write from the window lands in the file every other process reads.
+        before = _entries_seen_by_another_process(data_dir, "lock")
+        w.auth.act_lock.trigger()
+        assert w.auth.locked and w.auth.lock_screen.isVisible()
+        qtbot.waitUntil(lambda: not w.tasks.busy, timeout=20000)
+        assert _entries_seen_by_another_process(data_dir, "lock") == before + 1
+        assert "NOT saved" not in panel.message.text()
+    finally:
+        w.close()
+    assert not python_opens, python_opens  # nothing in the window's process opened the database outside SQLite
+    con = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
