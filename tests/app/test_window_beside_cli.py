@@ -142,3 +142,37 @@ def test_users_commands_beside_the_window_leave_its_database_whole(qtbot, data_d
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         con.close()
+
+
+def test_ctrl_l_locks_even_when_the_database_fails_and_says_not_saved(qtbot, data_dir, monkeypatch):
+    from engine.storage.db import DatabaseError
+
+    AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
+    make_app()
+    w = MainWindow(default_config(), data_dir, source=SOURCE, model="none", sign_in=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    try:
+        panel = w.auth.lock_screen.sign_in
+        panel.badge.setText(BADGE)
+        panel.pin.setText(PIN)
+        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not w.auth.locked and not w.tasks.busy, timeout=20000)
+        assert w.auth.act_lock.isEnabled()
+
+        def broken(*args, **kwargs):
+            raise DatabaseError(f"{data_dir / DB_NAME} could not be read or written (disk I/O error)")
+
+        monkeypatch.setattr(w.auth.store, "has_users", broken)
+        monkeypatch.setattr(w.auth.store, "log", broken)
+        w.auth.act_lock.trigger()  # Ctrl+L
+        assert w.auth.locked and w.auth.lock_screen.isVisible()  # locked all the same, never half
+        assert w.auth.lock_screen.stack.currentWidget() is panel
+        assert w.auth.user_label.text() == "Locked" and not w.auth.act_lock.isEnabled()
+        assert not w.station.permits("review")
+        assert "cannot be read" in panel.note.text()
+        qtbot.waitUntil(lambda: "NOT saved" in panel.message.text(), timeout=20000)
+        assert "disk I/O error" in panel.message.text()
+    finally:
+        w.close()
