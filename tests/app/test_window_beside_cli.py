@@ -176,3 +176,108 @@ def test_ctrl_l_locks_even_when_the_database_fails_and_says_not_saved(qtbot, dat
         assert "disk I/O error" in panel.message.text()
     finally:
         w.close()
+
+
+MIMIC = textwrap.dedent('''
+    """The window's engine, headless: its long-lived stores open, and every reader of the database by path that
+    the window runs (sign-in, the audit trail, trends, stored frames, readiness, the doctor) run beside them."""
+    import json, os, sys
+    from pathlib import Path
+
+    import numpy as np
+
+    data = Path(sys.argv[1])
+    python_opens = []
+    sys.addaudithook(lambda event, args: python_opens.append(str(args[0]))
+                     if event in ("open", "os.open") and args and "station.sqlite" in str(args[0]) else None)
+
+    from engine.core.config import default_config
+    from engine.core.frame import Box
+    from engine.monitoring.trends import TrendStore, read_events, read_trend
+    from engine.ops import doctor
+    from engine.review.feedback import Decision, FeedbackStore, FrameForReview
+    from engine.security import audit
+    from engine.security.auth import AuthStore
+    from engine.storage import queries
+    from engine.storage.db import read
+
+    store = FeedbackStore(data)
+    trends = TrendStore(data, "ref")
+    auth = AuthStore(data)
+    seq = [0]
+
+    def decide():
+        seq[0] += 1
+        img = np.full((32, 48, 3), seq[0], np.uint8)
+        fr = FrameForReview(img, "sim:mimic", seq[0], 1000.0 + seq[0], (Box(2, 2, 9, 9, 0, "scratch", 0.9),))
+        return store.submit(Decision(fr, "100", "confirm", detection=0)).result(60).review_id
+
+    def readers():
+        auth.has_users(); auth.list_users(); auth.user("100")
+        auth.authenticate("100", "1234")
+        auth.log("setting_changed", None, obj="probe")
+        audit.verify(data); audit.entries(data, 5); audit.record_settings(data, default_config())
+        read_trend(data); read_events(data)
+        queries.decisions_with_frames(data); queries.frame_span(data); queries.newest_frame_id(data)
+        read(data, "SELECT count(*) FROM decisions")
+        doctor.check_databases(data); doctor.check_data_dir(data)
+
+    decide()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "readers":
+            readers()
+            print("done", flush=True)
+        elif line.strip() == "check":
+            fds = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    pass  # the descriptor listdir itself had open
+            try:
+                review_id, error = decide(), ""
+            except Exception as e:  # the write after the commands: its failure is the finding
+                review_id, error = "", f"{type(e).__name__}: {e}"
+            print(json.dumps({"fds": [t for t in fds if "station.sqlite" in t], "review_id": review_id,
+                              "error": error, "python_opens": python_opens}), flush=True)
+            break
+    trends.close()
+    store.close()
+''')
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the process's open files")
+def test_the_engines_readers_beside_its_stores_keep_their_locks(data_dir):
+    """No reader of the database in the window's engine opens the file outside SQLite (a second connection of
+    the same SQLite in the same process is safe: SQLite keeps its descriptor open while another holds locks)."""
+    import json
+
+    AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
+    mimic = subprocess.Popen([sys.executable, "-c", MIMIC, str(data_dir)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert mimic.stdout.readline().strip() == "ready"
+        for _ in range(2):
+            mimic.stdin.write("readers\n")
+            mimic.stdin.flush()
+            assert mimic.stdout.readline().strip() == "done"
+            assert BADGE in _cli(data_dir, "--badge", BADGE, "users", "list")
+        for badge in ("301", "302", "303"):
+            _cli(data_dir, "--badge", BADGE, "users", "add", badge, "--role", "operator")
+        mimic.stdin.write("check\n")
+        mimic.stdin.flush()
+        report = json.loads(mimic.stdout.readline())
+        assert mimic.wait(60) == 0
+    finally:
+        if mimic.poll() is None:
+            mimic.kill()
+    assert not report["python_opens"], report["python_opens"]
+    assert not report["error"]
+    assert any(t.endswith(f"{DB_NAME}-wal") for t in report["fds"]), report["fds"]
+    assert not [t for t in report["fds"] if t.endswith("(deleted)")], report["fds"]
+    con = sqlite3.connect(data_dir / DB_NAME)  # the write after the commands is in the file others read
+    try:
+        assert con.execute("SELECT 1 FROM decisions WHERE review_id = ?", [report["review_id"]]).fetchone()
+    finally:
+        con.close()
