@@ -187,3 +187,26 @@ def test_the_window_says_not_saved_for_each_decision_the_lock_kept_out(qtbot, tm
     finally:
         w.close()
     assert len(_stored(data)) == 1
+
+
+def test_a_full_disk_is_one_line_per_reason_and_a_failing_exit_status(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from app.cli import main
+    from engine.review.feedback import FeedbackStore
+
+    def full(self, image):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FeedbackStore, "_write_image", full)
+    out = tmp_path / "out.jsonl"
+    rc = main(["run", "--headless", "--source", "sim://?seed=1&width=320&height=256", "--model", "none",
+               "--frames", "40", "--auto-review", "oracle:0.95,operator=full", "--jsonl", str(out),
+               "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    reviews = next(r for r in _records(out) if r.get("type") == "summary")["reviews"]
+    assert rc == 3
+    assert reviews["submitted"] > 1 and reviews["failed"] == reviews["submitted"] and not reviews["acknowledged"]
+    lines = [line for line in err.splitlines() if "not stored" in line]
+    assert len(lines) == 1, err  # not one line per decision
+    assert f"{reviews['submitted']} of {reviews['submitted']} decisions not stored: the disk holding" in lines[0]
