@@ -6,6 +6,11 @@ fsync of the folder), then commits the image, frame and decision rows in one tra
 (WAL, ``synchronous=FULL``), and only then acknowledges. A crash can therefore leave, at
 worst, an image file that no row names yet; :meth:`FeedbackStore.recover` removes those (and
 temporary files) when the store opens. Nothing is acknowledged that was not stored.
+
+Every decision submitted ends acknowledged or failed, exactly once. Another program holding the database
+makes the writer retry for up to the busy timeout (``[storage] busy_timeout_s``), then fail that decision
+and go on to the next. :meth:`FeedbackStore.close` waits a bounded time for what is queued; what is still
+unwritten then fails (and is never committed afterwards).
 """
 
 from __future__ import annotations
