@@ -281,3 +281,20 @@ def test_the_engines_readers_beside_its_stores_keep_their_locks(data_dir):
         assert con.execute("SELECT 1 FROM decisions WHERE review_id = ?", [report["review_id"]]).fetchone()
     finally:
         con.close()
+
+
+def test_every_file_dialog_of_the_window_goes_through_the_one_that_never_reads_files():
+    """Qt's static file dialogs (and the platform's) read the files they list; the window uses app.gui.files."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for folder in ("app", "widgets"):
+        for path in (root / folder).rglob("*.py"):
+            if path == root / "app" / "gui" / "files.py":
+                continue
+            text = path.read_text(encoding="utf-8")
+            for needle in ("QFileDialog.get", "QFileDialog(", "QFileSystemModel("):
+                if needle in text:
+                    offenders.append(f"{path.relative_to(root)}: {needle}")
+    assert not offenders, offenders
