@@ -10,6 +10,7 @@ from engine.core.config import prepare_data_dir
 from engine.core.errors import StationError
 
 EXIT_USER_ERROR = 2
+EXIT_NOT_STORED = 3  # a headless run ended with decisions that were not stored
 EXIT_INTERRUPTED = 130
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, data_dir, positive_int
+from app.cli.common import EXIT_NOT_STORED, UserError, data_dir, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -107,6 +107,15 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         progress.done()
     if args.jsonl != "-":
         print(json.dumps(summary))
+    reviews = summary.get("reviews") or {}
+    if reviews.get("failed"):
+        # One line per distinct reason, with its count: a full disk is one line, not one per decision.
+        for reason, n in (reviews.get("failures") or {}).items():
+            print(f"inspection-station: error: {n} of {reviews['submitted']} decision{'s' if n != 1 else ''} "
+                  f"not stored: {reason}", file=sys.stderr)
+        if pipe.error:
+            print(f"inspection-station: error: {pipe.error}", file=sys.stderr)
+        return EXIT_NOT_STORED
     if pipe.error:
         if pipe.stats.processed == 0:
             raise UserError(pipe.error)
@@ -150,7 +159,8 @@ class _Progress:
 
 def _auto_review(station: Any, spec: str, writer: Any) -> None:
     """The headless operator: the station reviews frames from the simulator's truth on the pipeline's worker;
-    each acknowledgement (on the store's writer) becomes a JSON line."""
+    each acknowledgement (on the store's writer) or failure (there, or where the store gives up at the end)
+    becomes a JSON line."""
     from engine.review.feedback import Ack, FeedbackError
     from engine.review.router import OracleReviewer, parse_auto_review
 
@@ -170,7 +180,9 @@ def _auto_review(station: Any, spec: str, writer: Any) -> None:
                 writer.write({"type": "review_ack", "review_id": ack.review_id, "decision_id": ack.decision_id,
                               "sequence": decision.frame.sequence, "verdict": decision.verdict,
                               "operator": decision.operator, "latency_ms": round(ack.latency_ms, 2)})
-        else:
-            print(f"inspection-station: error: a decision was not stored: {ack}", file=sys.stderr)
+        elif writer is not None:  # said once per reason at the end, on stderr; here one record per decision
+            writer.write({"type": "review_failed", "review_id": decision.review_id,
+                          "sequence": decision.frame.sequence, "verdict": decision.verdict,
+                          "operator": decision.operator, "reason": str(ack)})
 
     station.acked.connect(acked)

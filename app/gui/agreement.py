@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui import files
 from app.gui.host import StationWindow
 from app.gui.tasks import Relay, Worker
 from widgets.agreement_dashboard import AgreementDashboard
@@ -164,7 +165,7 @@ class AgreementTools(QtCore.QObject):
         self.worker = None
 
     def ask_csv(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Labels to check (item,rater,label)",
+        path, _ = files.open_file_name(self.window, "Labels to check (item,rater,label)",
                                                         str(self.window.data_dir), "CSV (*.csv)")
         if path:
             self.refresh(Path(path))

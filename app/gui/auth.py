@@ -21,6 +21,7 @@ PIN (scrypt) and the user table (SQLite) at the lock screen runs on the window's
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from app.gui.host import StationWindow
 from engine.security import audit
 from engine.security.auth import AuthError, AuthStore, Policy, Session, describe_permission, required_role
 from engine.core.config import station_id
+from engine.core.errors import StationError
 from widgets.sign_in import LockScreen, SignatureDialog
 
 PERMISSION_PROPERTY = "permission"
@@ -181,24 +183,45 @@ class AuthController(QtCore.QObject):
         return self.station.model_name
 
     def show_lock(self, headline: str, note: str | None = None) -> None:
-        if not self.store.has_users():
+        """The lock screen: the first administrator's form on a station without users, else the sign-in.
+
+        A database that cannot be read still covers the window: with the sign-in, and the reason on it."""
+        try:
+            has_users = self.store.has_users()
+        except (StationError, sqlite3.Error) as e:
+            has_users = True  # cannot tell: never leave the window open because of it
+            note = f"{note + ' ' if note else ''}The station's database cannot be read: {e}"
+        if not has_users:
             self.lock_screen.show_first_admin()
         else:
             self.lock_screen.show_sign_in(headline, self._locked_badge, note)
 
     def lock(self, reason: str = "locked", note: str | None = None, keep_badge: bool = True) -> None:
-        """Cover the window; the line keeps running. The signed-in user stays recorded until the next sign-in."""
+        """Cover the window; the line keeps running. The signed-in user stays recorded until the next sign-in.
+
+        The window locks whatever happens to the lock's audit entry: written on the task runner, an entry that
+        cannot be written is said on the lock screen and in the event log as NOT saved."""
         if self.locked:
             return
         s = self.session
         self.locked = True
         self._locked_badge = s.badge if (s is not None and keep_badge) else ""
-        if s is not None:
-            self._log("lock", s, obj=f"user {s.badge}", reason=reason)
         who = f"{s.name} ({s.badge})" if s is not None else ""
-        self.show_lock(f"Locked — {who}" if who and keep_badge else "Inspection Station — sign in",
-                       note or "Sign in again, or with another badge to switch operator.")
-        self.apply()
+        try:
+            self.show_lock(f"Locked — {who}" if who and keep_badge else "Inspection Station — sign in",
+                           note or "Sign in again, or with another badge to switch operator.")
+        finally:  # covered and gated even if the lock screen could not say everything
+            self.lock_screen.show()
+            self.lock_screen.raise_()
+            self.apply()
+        if s is not None:
+            self._log("lock", s, obj=f"user {s.badge}", reason=reason, on_error=self._lock_not_saved)
+
+    def _lock_not_saved(self, e: BaseException) -> None:
+        message = f"The lock was NOT saved in the audit trail: {e}"
+        self.window.report("error", message)
+        if self.locked:
+            self.lock_screen.sign_in.show_error(message)
 
     def switch_user(self) -> None:
         self.lock("operator switch", note="Shift change: the next operator signs in with their badge and PIN.",
@@ -258,10 +281,11 @@ class AuthController(QtCore.QObject):
         self.apply()
         self.session_changed.emit()
 
-    def _log(self, action: str, who: Session | None, **kw: Any) -> None:
+    def _log(self, action: str, who: Session | None, on_error: Any = None, **kw: Any) -> None:
         """An audit entry, written on the task runner (in order with the sign-in checks)."""
         self.window.tasks.run(self.store.log, action, who, model_version=self.model_version(), **kw,
-                              on_error=lambda e: self.window.report("error", f"audit trail not written: {e}"))
+                              on_error=on_error or (lambda e: self.window.report(
+                                  "error", f"{action.replace('_', ' ')} NOT saved in the audit trail: {e}")))
 
     # ------------------------------------------------------------------ signatures
 

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from engine.datasets.bundle import BundleError, Cancelled, ExportOptions, SplitRule, export_bundle, preview
 from engine.datasets.bundle.export import stored_span
 from engine.core.config import station_id
+from app.gui import files
 from app.gui.host import StationWindow
 from widgets.export_dialog import ExportDialog
 
@@ -70,9 +71,9 @@ class ExportController(QtCore.QObject):
 
     def _browse(self) -> None:
         assert self.dialog is not None
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+        path, _ = files.save_file_name(
             self.dialog, "Save the feedback bundle as", self.dialog.path.text(), "",
-            options=QtWidgets.QFileDialog.Option.DontConfirmOverwrite)
+            options=files.Option.DontConfirmOverwrite)
         if path:
             self.dialog.set_output(path)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui import files
 from app.gui.host import StationWindow
 from app.gui.tasks import Relay, Worker
 
@@ -81,7 +82,7 @@ class ReadinessAction(QtCore.QObject):
         ref = (self.window.config.get("drift", {}).get("reference") or "").strip()
         if ref:
             return ref
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Training reference", str(self.window.data_dir),
+        path, _ = files.open_file_name(self.window, "Training reference", str(self.window.data_dir),
                                                         "References (*.npz)")
         return path or None
 
@@ -91,7 +92,7 @@ class ReadinessAction(QtCore.QObject):
         reference = self.reference()
         if not reference:
             return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save the data readiness report",
+        path, _ = files.save_file_name(self.window, "Save the data readiness report",
                                                         str(self.default_out()), "HTML report (*.html)")
         if not path:
             return

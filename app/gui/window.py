@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui import actions
+from app.gui import actions, files
 from app.gui import agreement as agreement_ui
 from app.gui import auth as auth_ui
 from app.gui import export as export_ui
@@ -209,7 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_source(self.station.uri)
 
     def browse_model(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+        path, _ = files.open_file_name(
             self, "Model file", "", "Models (*.pt2 *.torchscript *.pt *.ts);;All files (*)")
         if path:
             self.set_model(path)
@@ -254,10 +254,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _browse(self, kind: str) -> None:
         if kind == "folder":
-            path = QtWidgets.QFileDialog.getExistingDirectory(self, "Image folder")
+            path = files.existing_directory(self, "Image folder")
             uri = f"folder://{path}" if path else ""
         else:
-            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            path, _ = files.open_file_name(
                 self, "Video file", "", "Videos (*.mp4 *.avi *.mkv *.mov *.m4v);;All files (*)")
             uri = f"file://{path}" if path else ""
         if uri:

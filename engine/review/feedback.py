@@ -7,6 +7,11 @@ fsync of the folder), then commits the image, frame and decision rows in one tra
 worst, an image file that no row names yet; :meth:`FeedbackStore.recover` removes those (and
 temporary files) when the store opens, on the word of a database known to be good only. Nothing is
 acknowledged that was not stored.
+
+Every decision submitted ends acknowledged or failed, exactly once. Another program holding the database
+makes the writer retry for up to the busy timeout (``[storage] busy_timeout_s``), then fail that decision
+and go on to the next. :meth:`FeedbackStore.close` waits a bounded time for what is queued; what is still
+unwritten then fails (and is never committed afterwards).
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import errno
 import json
-import queue
 import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +37,8 @@ from engine.storage.db import DB_NAME, DatabaseError, connect
 from engine.storage.images import ImageStore
 from engine.storage.queries import decisions_with_frames
 from engine.core.frame import Box
+
+_BUSY_SLICE_MS = 50  # how long one attempt of the writer waits for a lock held elsewhere
 
 VERDICTS = ("confirm", "reject", "reclass", "missed", "unsure", "undo")
 
@@ -119,11 +126,26 @@ def _sentence(e: BaseException, path: Path) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _settle(fut: cf.Future, result: Any = None, error: BaseException | None = None) -> bool:
+    """Give ``fut`` its outcome unless it has one already (close() may have failed it); whether it did.
+    ``result`` may be a function, called only when the outcome is given (an acknowledgement's latency)."""
+    if fut is None or fut.done():
+        return False
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result() if callable(result) else result)
+    except cf.InvalidStateError:
+        return False
+    return True
+
+
 class FeedbackStore:
     """Decisions in ``<data dir>/station.sqlite``, images in ``<data dir>/images``. Thread-safe ``submit``."""
 
     def __init__(self, data_dir: Path, max_samples: int = 500, max_image_bytes: int = 20 * 2**30,
-                 png_level: int = 1, max_pending: int = 10000) -> None:
+                 png_level: int = 1, max_pending: int = 10000, busy_timeout_s: float | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.image_store = ImageStore(self.data_dir)
         self.images = self.image_store.root
@@ -136,13 +158,24 @@ class FeedbackStore:
         except OSError as e:
             raise FeedbackError(_sentence(e, self.data_dir)) from None
         try:
-            self._db = connect(self.path)
+            self._db = connect(self.path, busy_timeout_s=busy_timeout_s)
             self._db.execute("SELECT count(*) FROM decisions").fetchone()
+            # From here on the writer waits for another program's lock in its own loop (see _begin), a slice
+            # at a time, so that it can stop waiting the moment close() gives up.
+            self.busy_timeout_s = float(self._db.conn.station_timeout)
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")
         except (DatabaseError, sqlite3.DatabaseError) as e:
             raise FeedbackError(_sentence(e, self.data_dir)) from None
         self._pending_unlink: list[str] = []
         self.recovered = self.recover()
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        # The work waiting for the writer, and the one item in its hands: both guarded by _state, which also
+        # makes a COMMIT and its acknowledgement one step against close() giving up (see close).
+        self._queue: deque = deque()
+        self._state = threading.Condition(threading.Lock())
+        self.max_pending = max_pending
+        self._closing = False  # no new work once close() has begun
+        self._abandoned = ""  # why close() gave up waiting: what was left has failed, nothing more commits
+        self._inflight: tuple[str, cf.Future] | None = None
         self._writes = 0
         self._thread = threading.Thread(target=self._write_loop, name="feedback-writer", daemon=True)
         self._thread.start()
@@ -156,11 +189,23 @@ class FeedbackStore:
         fut: cf.Future = cf.Future()
         if on_ack is not None:
             fut.add_done_callback(lambda f: on_ack(f.exception() or f.result()))  # type: ignore[arg-type]
-        try:
-            self._queue.put_nowait(("decision", decision, time.perf_counter(), fut))
-        except queue.Full:
-            fut.set_exception(FeedbackError("too many decisions are waiting to be written; the disk is too slow"))
+        self._put("decision", decision, fut, "too many decisions are waiting to be written; the disk is too slow")
         return fut
+
+    def _put(self, kind: str, item: Any, fut: cf.Future | None, full: str = "") -> None:
+        with self._state:
+            if kind != "close":
+                if self._closing:
+                    error = FeedbackError(self._abandoned or "the feedback store is closed; nothing more is written")
+                elif full and len(self._queue) >= self.max_pending:
+                    error = FeedbackError(full)
+                else:
+                    error = None
+                if error is not None:
+                    fut.set_exception(error)  # type: ignore[union-attr]
+                    return
+            self._queue.append((kind, item, time.perf_counter(), fut))
+            self._state.notify()
 
     def keep_sample(self, frame: FrameForReview) -> cf.Future:
         """Store a frame (image and row) before anyone decides on it.
@@ -170,10 +215,7 @@ class FeedbackStore:
         (for downstream quality checks to refer to). A frame nobody decides on stays a sample.
         """
         fut: cf.Future = cf.Future()
-        try:
-            self._queue.put_nowait(("sample", frame, time.perf_counter(), fut))
-        except queue.Full:
-            fut.set_exception(FeedbackError("the writer is behind; sample not kept"))
+        self._put("sample", frame, fut, "the writer is behind; sample not kept")
         return fut
 
     def record_qc(self, rows: list[dict[str, Any]]) -> cf.Future:
@@ -183,14 +225,43 @@ class FeedbackStore:
         future's result is a list, per row, of ``None`` (stored) or the reason it was not.
         """
         fut: cf.Future = cf.Future()
-        self._queue.put(("qc", rows, time.perf_counter(), fut))
+        self._put("qc", rows, fut)
         return fut
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued, then stop."""
+    def close(self, timeout: float = 30.0) -> int:
+        """Write everything queued, then stop; the number of decisions that failed because ``timeout`` passed first.
+
+        The writer may be waiting for another program's lock (up to the busy timeout per attempt) with more
+        queued behind it. After ``timeout`` seconds close stops waiting: the decision being written and every
+        one still queued fail with a :class:`FeedbackError` (their callbacks run here, before close returns),
+        and nothing more is committed, so each decision ends acknowledged or failed, never in between.
+        """
+        with self._state:
+            self._closing = True
         if self._thread.is_alive():
-            self._queue.put(("close", None, 0.0, None))
-            self._thread.join(timeout)
+            self._put("close", None, None)
+            self._thread.join(max(0.0, timeout))
+        if not self._thread.is_alive():
+            return 0
+        why = (f"not written: the station stopped after waiting {timeout:g} s for the database "
+               f"{self.path} (locked by another program, or too slow)")
+        got = self._state.acquire(timeout=10.0)  # a commit under way finishes, with its acknowledgement
+        try:
+            self._abandoned = why
+            left = [self._inflight] if self._inflight is not None else []
+            left += [(kind, fut) for kind, _item, _t0, fut in self._queue if fut is not None]
+            self._inflight = None
+            self._queue.clear()
+            if got:
+                self._state.notify_all()
+        finally:
+            if got:
+                self._state.release()
+        failed = 0
+        for kind, fut in left:
+            if _settle(fut, error=FeedbackError(why)) and kind == "decision":
+                failed += 1
+        return failed
 
     # ------------------------------------------------------------------ recovery
 
@@ -226,30 +297,71 @@ class FeedbackStore:
     def _write_loop(self) -> None:
         db = self._db
         while True:
-            kind, item, t0, fut = self._queue.get()
-            if kind == "close":
-                db.conn.close()
-                return
+            with self._state:
+                while not self._queue and not self._abandoned:
+                    self._state.wait()
+                if self._abandoned:
+                    break
+                kind, item, t0, fut = self._queue.popleft()
+                if kind == "close":
+                    break
+                self._inflight = (kind, fut)
             try:
                 if kind == "decision":
-                    ack = self._store_decision(db, item, t0)
-                    fut.set_result(ack)
+                    self._store_decision(db, item, t0, fut)
                 elif kind == "qc":
-                    fut.set_result(self._store_qc(db, item))
+                    rows = self._store_qc(db, item)
+                    self._commit(db, fut, rows)
                 else:
-                    fut.set_result(self._store_sample(db, item))
+                    self._store_sample(db, item, fut)
+                    self._unlink_pending()
             except Exception as e:  # every failure becomes a sentence for the caller; the writer goes on
                 try:
                     db.execute("ROLLBACK")
                 except (sqlite3.Error, DatabaseError):
                     pass
-                fut.set_exception(e if isinstance(e, FeedbackError) else FeedbackError(_sentence(e, self.data_dir)))
+                self._pending_unlink = []
+                with self._state:  # settled under the lock: close() returns only after the callbacks ran
+                    if self._inflight is not None and self._inflight[1] is fut:
+                        self._inflight = None
+                    _settle(fut, error=e if isinstance(e, FeedbackError) else FeedbackError(_sentence(e, self.data_dir)))
             self._writes += 1
-            if self._writes % 200 == 0:
+            if self._writes % 200 == 0 and not self._abandoned:
                 try:
                     self.prune(db)
                 except Exception:
                     pass  # pruning is housekeeping: a failure here must not stop decisions being stored
+        if not self._abandoned:
+            db.conn.close()  # (given up on, the connection stays as it is: the process is ending)
+
+    def _begin(self, db: Any) -> None:
+        """BEGIN IMMEDIATE, retried while another program holds the database, for up to the busy timeout; stops
+        at once when close() has given up. A :class:`FeedbackError` naming the file when the time is up."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            if self._abandoned:
+                raise FeedbackError(self._abandoned)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except (DatabaseError, sqlite3.OperationalError) as e:
+                cause = e.__cause__ if isinstance(e, DatabaseError) else e
+                code = getattr(cause, "sqlite_errorcode", None)
+                if not isinstance(code, int) or (code & 0xFF) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise FeedbackError(f"{self.path} stayed locked by another program for {self.busy_timeout_s:g} s "
+                                        "(database is locked)") from None
+
+    def _commit(self, db: Any, fut: cf.Future, result: Any) -> None:
+        """COMMIT and acknowledge as one step against close(): once close() has given up on the work in hand it
+        is rolled back instead (its future already says it failed)."""
+        with self._state:
+            if self._abandoned:
+                raise FeedbackError(self._abandoned)
+            db.execute("COMMIT")
+            self._inflight = None
+            _settle(fut, result=result)
 
     def _write_image(self, image: np.ndarray) -> tuple[str, int]:
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, self.png_level])
@@ -278,10 +390,10 @@ class FeedbackStore:
              time.time()])
         return int(cur.lastrowid)
 
-    def _store_decision(self, db: Any, d: Decision, t0: float) -> Ack:
+    def _store_decision(self, db: Any, d: Decision, t0: float, fut: cf.Future) -> None:
         fr = d.frame
         det = fr.detections[d.detection] if d.detection is not None else None
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         frame_id = self._frame_row(db, fr, "reviewed")
         undoes = None
         if d.undoes:
@@ -298,13 +410,13 @@ class FeedbackStore:
              d.new_class if d.new_class else (det.class_name if det and d.verdict == "confirm" else None),
              _box_json(det), _box_json(d.new_box), det.score if det else None, fr.model, fr.reference_id,
              fr.queue_reason, undoes, d.origin])
-        audit.record_decision(db, int(cur.lastrowid), d.operator, fr.model)
-        db.execute("COMMIT")
-        return Ack(d.review_id, int(cur.lastrowid), frame_id, (time.perf_counter() - t0) * 1000.0)
+        decision_id = int(cur.lastrowid)
+        audit.record_decision(db, decision_id, d.operator, fr.model)
+        self._commit(db, fut, lambda: Ack(d.review_id, decision_id, frame_id, (time.perf_counter() - t0) * 1000.0))
 
     def _store_qc(self, db: Any, rows: list[dict[str, Any]]) -> list[str | None]:
         out: list[str | None] = []
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         for r in rows:
             frame = db.execute("SELECT id, model, reference_id FROM frames WHERE source = ? AND sequence = ?"
                                " ORDER BY id DESC LIMIT 1", [r["source"], r["sequence"]]).fetchone()
@@ -320,11 +432,10 @@ class FeedbackStore:
             audit.record_decision(db, int(db.execute("SELECT last_insert_rowid()").fetchone()[0]),
                                   r.get("inspector") or "qc", frame[1])
             out.append(None)
-        db.execute("COMMIT")
         return out
 
-    def _store_sample(self, db: Any, fr: FrameForReview) -> int:
-        db.execute("BEGIN IMMEDIATE")
+    def _store_sample(self, db: Any, fr: FrameForReview, fut: cf.Future) -> int:
+        self._begin(db)
         frame_id = self._frame_row(db, fr, "sample")
         excess = db.execute("SELECT count(*) FROM frames WHERE kept_as = 'sample'").fetchone()[0] - self.max_samples
         if excess > 0:
@@ -332,8 +443,7 @@ class FeedbackStore:
                 "SELECT id FROM frames WHERE kept_as = 'sample' AND id NOT IN (SELECT frame_id FROM decisions)"
                 " ORDER BY created LIMIT ?", [excess])]
             self._delete_frames(db, old)
-        db.execute("COMMIT")
-        self._unlink_pending()
+        self._commit(db, fut, frame_id)
         return frame_id
 
     def _unlink_pending(self) -> None:
@@ -377,7 +487,7 @@ class FeedbackStore:
             freed += nbytes
         if not drop:
             return 0
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         gone = {r[0]: audit.decision_hash(audit.decision_row(db, r[0])) for r in db.execute(
             f"SELECT id FROM decisions WHERE frame_id IN ({','.join('?' * len(drop))})", drop).fetchall()}
         audit.append(db, "decisions_pruned", user="station", obj=f"{len(gone)} confirmed decisions",

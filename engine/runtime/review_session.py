@@ -155,7 +155,11 @@ class ReviewSession:
     def decide(self, verdict: str, new_class: str | None = None, new_box: tuple | None = None) -> bool:
         """One decision on the held frame, sent to the store; :attr:`Station.acked` says when it is durable."""
         fr = self.frame
-        if fr is None or not self._allowed():
+        if fr is None or not self.station.permits("review"):
+            return False
+        if self.station.store is None:  # a click is never silently dropped: it says it was not stored
+            why = getattr(self.station, "store_error", None) or "the feedback store is not open"
+            self.changed.emit("failed", f"frame {fr.sequence}, {verdict}: {why}; decisions cannot be stored")
             return False
         needs_detection = verdict in ("confirm", "reject", "reclass")
         if needs_detection and self.selected is None:
@@ -202,7 +206,8 @@ class ReviewSession:
             if same_frame and index is not None and self.states.get(index) == "saving":
                 self.states.pop(index)
             self._done = [x for x in self._done if x[0] != d.review_id]
-            self.changed.emit("failed", str(rec.ack))
+            # Each failed decision says which frame and what it was, so that several in a row are told apart.
+            self.changed.emit("failed", f"frame {d.frame.sequence}, {rec.label}: {rec.ack}")
         if same_frame:
             self.changed.emit("selection", None)
 

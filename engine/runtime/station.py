@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -70,9 +71,10 @@ class AutoReviewCounts:
     acknowledged: int = 0
     failed: int = 0
     samples: int = 0
-    errors: list[str] = field(default_factory=list)
+    reasons: Counter = field(default_factory=Counter)  # why decisions failed: sentence -> how many
     latencies: list[float] = field(default_factory=list)
     frames: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class Station:
@@ -154,10 +156,13 @@ class Station:
 
     # ------------------------------------------------------------------ stores
 
+    def _storage(self, key: str, default: float) -> float:
+        return float((self.config.get("storage") or {}).get(key, default))
+
     def open_store(self) -> FeedbackStore | None:
         if self.store is None:
             try:
-                self.store = FeedbackStore(self.data_dir)
+                self.store = FeedbackStore(self.data_dir, busy_timeout_s=self._storage("busy_timeout_s", 10.0))
                 self.store_error = None
             except FeedbackError as e:
                 if self.strict:
@@ -306,7 +311,10 @@ class Station:
         return self.pipeline.join(timeout) if self.pipeline is not None else True
 
     def close(self, timeout: float = 3.0) -> None:
-        """Stop the line, wait for its threads, and close the stores (their last acknowledgements go out)."""
+        """Stop the line, wait for its threads, and close the stores (their last acknowledgements go out).
+
+        The feedback store gets ``[storage] drain_timeout_s`` to write what is queued; a decision still unwritten
+        then is announced on :attr:`acked` as failed, so every decision ends acknowledged or failed."""
         self.retire()
         for p in self._retired:
             p.join(timeout=timeout)
@@ -315,7 +323,7 @@ class Station:
             self.trend_store.close()
             self.trend_store = None
         if self.store is not None:
-            self.store.close()
+            self.store.close(self._storage("drain_timeout_s", 30.0))
             self.store = None
 
     # ------------------------------------------------------------------ drift and trends
@@ -401,30 +409,38 @@ class Station:
                 c.samples += 1
             return
         for d in decisions:
-            c.submitted += 1
+            with c.lock:
+                c.submitted += 1
             self.submit(d, None, d.verdict)
 
     def count_ack(self, rec: AckRecord) -> None:
         """Count an acknowledgement of the headless operator (any thread)."""
         c = self.auto_counts
-        if isinstance(rec.ack, Ack):
-            c.acknowledged += 1
-            c.latencies.append(rec.ack.latency_ms)
-        else:
-            c.failed += 1
-            if len(c.errors) < 5:
-                c.errors.append(str(rec.ack))
+        with c.lock:  # the writer thread acknowledges while close() fails what is left, on the closing thread
+            if isinstance(rec.ack, Ack):
+                c.acknowledged += 1
+                c.latencies.append(rec.ack.latency_ms)
+            else:
+                c.failed += 1
+                c.reasons[str(rec.ack)] += 1
 
     def review_summary(self) -> dict[str, Any]:
+        """The headless operator's counts: ``submitted`` is always ``acknowledged + failed`` (a decision with no
+        answer when this is asked counts as failed, with that reason), and ``failures`` says why, with counts."""
         c = self.auto_counts
-        out: dict[str, Any] = {"submitted": c.submitted, "acknowledged": c.acknowledged, "failed": c.failed,
-                               "samples": c.samples}
+        with c.lock:
+            reasons = Counter(c.reasons)
+            unanswered = c.submitted - c.acknowledged - c.failed
+            if unanswered > 0:
+                reasons["no answer from the feedback store when the run ended (not confirmed stored)"] += unanswered
+            out: dict[str, Any] = {"submitted": c.submitted, "acknowledged": c.acknowledged,
+                                   "failed": c.failed + max(0, unanswered), "samples": c.samples}
+        if reasons:
+            out["failures"] = dict(reasons.most_common())
         if c.latencies:
             lat = sorted(c.latencies)
             out["ack_ms_median"] = round(lat[len(lat) // 2], 2)
             out["ack_ms_p95"] = round(lat[int(0.95 * (len(lat) - 1))], 2)
-        if c.errors:
-            out["errors"] = c.errors
         return out
 
     def summary(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class DatabaseError(StationError, RuntimeError):
     """The database cannot be opened, read, written or upgraded; one sentence naming the file."""
 
 
-def _sentence(e: sqlite3.Error, path: Path | str) -> str | None:
+def _sentence(e: sqlite3.Error, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> str | None:
     """The one sentence for an error about the file itself, or None for an error in the SQL."""
     code = getattr(e, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
@@ -56,7 +56,7 @@ def _sentence(e: sqlite3.Error, path: Path | str) -> str | None:
     if primary == sqlite3.SQLITE_IOERR:
         return f"{path} could not be read or written ({msg})"
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return f"{path} stayed locked by another program for {BUSY_TIMEOUT_S:g} s ({msg})"
+        return f"{path} stayed locked by another program for {timeout_s:g} s ({msg})"
     return None
 
 
@@ -72,8 +72,8 @@ def refuse_new_beside_images(path: Path) -> None:
             "store (nothing was changed)")
 
 
-def _converted(e: sqlite3.Error, path: Path | str) -> BaseException:
-    sentence = _sentence(e, path)
+def _converted(e: sqlite3.Error, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> BaseException:
+    sentence = _sentence(e, path, timeout_s)
     return e if sentence is None else DatabaseError(sentence)
 
 
@@ -84,37 +84,37 @@ class _Cursor(sqlite3.Cursor):
         try:
             return super().execute(*args)
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
     def executemany(self, *args: Any) -> Any:
         try:
             return super().executemany(*args)
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
     def fetchone(self) -> Any:
         try:
             return super().fetchone()
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
     def fetchmany(self, *args: Any) -> Any:
         try:
             return super().fetchmany(*args)
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
     def fetchall(self) -> Any:
         try:
             return super().fetchall()
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
     def __next__(self) -> Any:
         try:
             return super().__next__()
         except sqlite3.Error as e:
-            raise _converted(e, self.connection.station_path) from e
+            raise _converted(e, self.connection.station_path, self.connection.station_timeout) from e
 
 
 class _Connection(sqlite3.Connection):
@@ -122,6 +122,7 @@ class _Connection(sqlite3.Connection):
 
     station_path: str = ""
     schema_before: int = 0  # PRAGMA user_version when this connection opened the file, before any migration
+    station_timeout: float = BUSY_TIMEOUT_S
 
     def cursor(self, factory: Any = _Cursor) -> Any:  # type: ignore[override]
         return super().cursor(factory)
@@ -136,17 +137,20 @@ class _Connection(sqlite3.Connection):
         try:
             return super().executescript(script)
         except sqlite3.Error as e:
-            raise _converted(e, self.station_path) from e
+            raise _converted(e, self.station_path, self.station_timeout) from e
 
     def commit(self) -> None:
         try:
             super().commit()
         except sqlite3.Error as e:
-            raise _converted(e, self.station_path) from e
+            raise _converted(e, self.station_path, self.station_timeout) from e
 
 
-def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
+def connect(path: Path, migrate: bool = True, busy_timeout_s: float | None = None) -> sqlite_utils.Database:
     """Open (and if asked, upgrade) the database at ``path``; :class:`DatabaseError` if it cannot be used.
+
+    ``busy_timeout_s`` is how long a statement waits for another program's lock before it fails (default
+    :data:`BUSY_TIMEOUT_S`; the ``[storage] busy_timeout_s`` setting for the feedback store).
 
     A file without any write permission bit is refused before SQLite sees it: the station writes to its
     database on every start (the journal mode, the migrations, the audit trail), and a file made read-only
@@ -161,12 +165,14 @@ def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
                                 "database")
     except OSError as e:
         raise DatabaseError(f"{path} cannot be opened ({e.strerror or e})") from None
+    timeout_s = BUSY_TIMEOUT_S if busy_timeout_s is None else float(busy_timeout_s)
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None,
+        conn = sqlite3.connect(str(path), timeout=timeout_s, check_same_thread=False, isolation_level=None,
                                factory=_Connection)
     except sqlite3.Error as e:
-        raise DatabaseError(_sentence(e, path) or f"{path} cannot be opened ({e})") from None
+        raise DatabaseError(_sentence(e, path, timeout_s) or f"{path} cannot be opened ({e})") from None
     conn.station_path = str(path)
+    conn.station_timeout = timeout_s
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -185,7 +191,7 @@ def connect(path: Path, migrate: bool = True) -> sqlite_utils.Database:
     except BaseException as e:
         conn.close()
         if isinstance(e, sqlite3.Error):
-            raise DatabaseError(_sentence(e, path) or f"{path} cannot be opened ({e})") from None
+            raise DatabaseError(_sentence(e, path, timeout_s) or f"{path} cannot be opened ({e})") from None
         raise
     return db
 

@@ -222,3 +222,30 @@ def test_router_reasons_and_hourly_cap():
     assert r.capped == 1
     assert r.reason([0.95], {"drift_level": "alarm"}, now=3700) == "drift-alarm"
     assert r.reason([0.95], {}, now=3800) is None
+
+
+def test_close_under_a_lock_fails_what_is_left_and_commits_nothing_after(data_dir):
+    store = FeedbackStore(data_dir, busy_timeout_s=0.2)
+    holder = sqlite3.connect(data_dir / DB_NAME, isolation_level=None, timeout=5)
+    holder.execute("BEGIN EXCLUSIVE")
+    answers = []
+    try:
+        img = np.zeros((24, 32, 3), np.uint8)
+        futs = []
+        for seq in range(6):
+            fr = FrameForReview(img, "sim:lock", seq, 10.0 + seq, (Box(1, 1, 9, 9, 0, "scratch", 0.9),))
+            futs.append(store.submit(Decision(fr, "ana", "confirm", detection=0), on_ack=answers.append))
+        left = store.close(timeout=0.3)
+        assert all(f.done() for f in futs) and len(answers) == 6  # every one answered before close returns
+        assert all(isinstance(a, FeedbackError) for a in answers)
+        assert 1 <= left <= 6 and sum("the station stopped" in str(a) for a in answers) == left
+        late = store.submit(Decision(fr, "ana", "unsure"))
+        assert isinstance(late.exception(1), FeedbackError)  # nothing is taken after close
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    con = sqlite3.connect(data_dir / DB_NAME)
+    try:
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0
+    finally:
+        con.close()
