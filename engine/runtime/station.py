@@ -190,6 +190,9 @@ class Station:
         if generation != self._generation:
             return
         self.detector = detector
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.use_model(detector)  # novelty only against this model's own embedding baseline
         conf = getattr(detector, "confidence", None)
         if conf is not None:
             self.router.cfg.threshold = float(conf)  # "near the threshold" means this model's threshold
@@ -322,6 +325,8 @@ class Station:
 
     def _attach_monitor(self, monitor: DriftMonitor | None) -> None:
         self.monitor = monitor
+        if monitor is not None and self.detector is not None:
+            monitor.use_model(self.detector)
         if monitor is not None and self.keep_trends:
             ref = monitor.ref
             if self.trend_store is None or self.trend_store.reference_id != ref.id:
