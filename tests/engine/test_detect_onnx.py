@@ -1,0 +1,98 @@
+"""ONNX models on ONNX Runtime: Ultralytics layouts and metadata, parity with TorchScript, external data kept in."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")  # torch's exporter needs it to write the test models
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model_files import onnx_model, torchscript_model  # noqa: E402
+
+from engine.core.frame import Frame  # noqa: E402
+from engine.inference import ModelError, load_detector  # noqa: E402
+from engine.inference.onnxrt import OnnxDetector  # noqa: E402
+
+
+def _frame(w: int = 1280, h: int = 1024) -> Frame:
+    rng = np.random.default_rng(0)
+    return Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "BGR", 0, 0.0, "test")
+
+
+def test_an_ultralytics_layout_onnx_export_runs_with_its_names_and_input(tmp_path):
+    det = load_detector(onnx_model(tmp_path / "yolo.onnx"), device="cpu")
+    assert isinstance(det, OnnxDetector)
+    assert det.classes == ("scratch", "dent") and det.input_size == (320, 256)
+    assert det.card["format"] == "ONNX" and det.card["output_layout"] == "yolo" and det.batch_one
+    assert "CPUExecutionProvider" in det.card["runtime"]
+    d = det.detect([_frame(), _frame()])
+    assert len(d) == 2 and d[0].boxes == d[1].boxes
+    boxes = sorted(d[0].boxes, key=lambda b: b.class_id)
+    # anchor 0: centre (16, 16), 40 x 30 in the 320 x 256 input; the 1280 x 1024 frame is 4 times larger
+    assert [b.class_name for b in boxes] == ["scratch", "dent"]
+    assert (boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1) == pytest.approx((0, 4, 144, 124))
+    assert d[0].embedding.shape == (32,) and "image" in det.embedding_source
+
+
+def test_anchors_first_output_and_an_embedding_output(tmp_path):
+    det = load_detector(onnx_model(tmp_path / "t.onnx", transposed=True, emb_dim=24, nc=3), device="cpu")
+    assert det.card["output_layout"] == "yolo_t" and len(det.classes) == 3
+    d = det.detect([_frame()])[0]
+    assert len(d.boxes) == 2 and d.embedding.shape == (24,) and det.embedding_source.startswith("model")
+
+
+def test_onnx_runtime_and_torchscript_give_the_same_boxes(tmp_path):
+    onnx = load_detector(onnx_model(tmp_path / "m.onnx", emb_dim=40), device="cpu")
+    ts = load_detector(torchscript_model(tmp_path / "m.torchscript", emb_dim=40), device="cpu")
+    a, b = onnx.detect([_frame()])[0], ts.detect([_frame()])[0]
+    ka, kb = (sorted(d.boxes, key=lambda x: x.class_id) for d in (a, b))
+    assert [x.class_id for x in ka] == [x.class_id for x in kb] == [0, 1]
+    for x, y in zip(ka, kb):
+        assert (x.x0, x.y0, x.x1, x.y1, x.score) == pytest.approx((y.x0, y.y0, y.x1, y.y1, y.score), abs=1e-4)
+    assert np.allclose(a.embedding, b.embedding, atol=1e-4)
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/passwd", "sub/../../outside.bin"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    path = onnx_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    t = model.graph.initializer[0]
+    set_external_data(t, location=location)
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
+    folder = tmp_path / "models"
+    folder.mkdir()
+    onnx.save_model(model, str(folder / "ext.onnx"))
+    with pytest.raises(ModelError, match="outside the model's folder") as e:
+        load_detector(folder / "ext.onnx", device="cpu")
+    assert "\n" not in str(e.value)
+
+
+def test_external_data_inside_the_folder_loads(tmp_path):
+    import onnx
+
+    path = onnx_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    folder = tmp_path / "models"
+    folder.mkdir()
+    onnx.save_model(model, str(folder / "ext.onnx"), save_as_external_data=True, location="ext.weights",
+                    size_threshold=0)
+    assert (folder / "ext.weights").is_file()
+    det = load_detector(folder / "ext.onnx", device="cpu")
+    assert len(det.detect([_frame()])[0].boxes) == 2
+
+
+def test_a_damaged_onnx_file_is_one_sentence(tmp_path):
+    data = onnx_model(tmp_path / "m.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError) as e:
+        load_detector(tmp_path / "cut.onnx", device="cpu")
+    assert "cut.onnx" in str(e.value) and "\n" not in str(e.value)
