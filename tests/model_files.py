@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.inference.onnxrt import add_metadata
+
 H, W, STRIDE = 256, 320, 32
 
 
@@ -46,22 +48,6 @@ class TinyYolo(nn.Module):
         return (out, f.mean(dim=(2, 3))) if self.emb else out
 
 
-def add_onnx_metadata(model: bytes, meta: dict[str, str]) -> bytes:
-    """Append ``metadata_props`` entries (ModelProto field 14) to a serialized model, as Ultralytics writes them."""
-    def ld(field: int, payload: bytes) -> bytes:
-        n, out = len(payload), bytearray()
-        out.append((field << 3) | 2)
-        while True:
-            b = n & 0x7F
-            n >>= 7
-            out.append(b | (0x80 if n else 0))
-            if not n:
-                break
-        return bytes(out) + payload
-
-    return model + b"".join(ld(14, ld(1, k.encode()) + ld(2, v.encode())) for k, v in meta.items())
-
-
 ULTRALYTICS_META = {"description": "Ultralytics YOLO11n model", "author": "Ultralytics", "task": "detect",
                     "stride": "32", "batch": "1", "imgsz": f"[{H}, {W}]",
                     "names": "{0: 'scratch', 1: 'dent'}"}
@@ -74,7 +60,7 @@ def onnx_model(path: Path, transposed: bool = False, emb_dim: int | None = None,
     outs = ["output0"] + (["embedding"] if emb_dim else [])
     torch.onnx.export(m, (torch.zeros(1, 3, H, W),), buf, dynamo=False, input_names=["images"], output_names=outs,
                       opset_version=17)
-    path.write_bytes(add_onnx_metadata(buf.getvalue(), ULTRALYTICS_META if meta is None else meta))
+    path.write_bytes(add_metadata(buf.getvalue(), ULTRALYTICS_META if meta is None else meta))
     return path
 
 

@@ -27,6 +27,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ms.add_argument("--weights", type=Path, default=None,
                     help="weights file with its card beside it (default: the shipped built-in model)")
     ms.set_defaults(func=measure_builtin)
+    e = msub.add_parser("export-onnx", parents=[common],
+                        help="write the built-in detector as ONNX, for ONNX Runtime (resources/builtin_detector.onnx "
+                             "beside the weights is used when ONNX Runtime is installed)")
+    e.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    e.add_argument("--weights", type=Path, default=None, help="weights file with its card beside it "
+                                                               "(default: the shipped built-in model)")
+    e.set_defaults(func=export_onnx)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
     i.add_argument("path", nargs="?", help="a .pt2 or TorchScript file (default: the built-in model)")
     i.add_argument("--json", action="store_true", help="the card as JSON")
@@ -73,6 +80,19 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     print(f"rewrote {card}: confidence {q['confidence']:g}; unseen nominal seeds: F1 {q['f1']:.3f}, precision "
           f"{q['precision']:.3f}, recall {q['recall']:.3f}, mAP@0.5 {q['map50']:.3f} (network boxes only: F1 "
           f"{q['network_boxes_only']['f1']:.3f})")
+    return 0
+
+
+def export_onnx(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.inference.builtin import export_onnx as export
+
+    out: Path = args.out.expanduser()
+    if out.suffix != ".onnx":
+        raise UserError(f"the file must end in .onnx, not {out.name}")
+    if not out.parent.exists():
+        raise UserError(f"folder {out.parent} does not exist")
+    export(out, args.weights.expanduser() if args.weights else None)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
     return 0
 
 

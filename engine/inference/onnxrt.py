@@ -146,6 +146,20 @@ def check_external_data(path: Path, data: bytes) -> None:
                              "so it is not loaded")
 
 
+def add_metadata(model: bytes, meta: dict[str, str]) -> bytes:
+    """``model`` (a serialized ModelProto) with ``metadata_props`` entries appended (field 14; protobuf merges
+    repeated fields written at the end), as Ultralytics writes its ``names``; no ``onnx`` package needed."""
+    def ld(field: int, payload: bytes) -> bytes:
+        n, out = len(payload), bytearray([(field << 3) | 2])
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out) + payload
+
+    return model + b"".join(ld(14, ld(1, str(k).encode()) + ld(2, str(v).encode())) for k, v in meta.items())
+
+
 def _literal(value: str) -> Any:
     for parse in (json.loads, ast.literal_eval):
         try:
@@ -248,4 +262,4 @@ class OnnxDetector(UserModelDetector):
         return [torch.from_numpy(np.asarray(o)) for o in outs]
 
 
-__all__ = ["OnnxDetector", "available", "check_external_data", "providers_for", "session"]
+__all__ = ["OnnxDetector", "add_metadata", "available", "check_external_data", "providers_for", "session"]

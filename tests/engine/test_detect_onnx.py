@@ -96,3 +96,52 @@ def test_a_damaged_onnx_file_is_one_sentence(tmp_path):
     with pytest.raises(ModelError) as e:
         load_detector(tmp_path / "cut.onnx", device="cpu")
     assert "cut.onnx" in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ the built-in model on ONNX Runtime
+
+
+def test_the_built_in_model_runs_on_onnx_runtime_with_the_same_answers(tmp_path):
+    from engine.inference.builtin import BuiltinDetector
+    from engine.simulation.line import LineSimulator
+
+    onnx, torch_ = BuiltinDetector(device="cpu"), BuiltinDetector(device="cpu", backend="torch")
+    assert onnx.backend == "ONNX Runtime" and torch_.backend == "PyTorch" and onnx.card["runtime"] == "ONNX Runtime"
+    assert onnx.name == torch_.name and onnx.sha256 == torch_.sha256  # one model, one embedding baseline
+    sim = LineSimulator(seed=0, scenario="nominal", width=1280, height=1024)
+    for slot in (0, 9, 30):
+        f = Frame(sim.render(slot)[0], "BGR", slot, float(slot), "test")
+        a, b = onnx.detect([f])[0], torch_.detect([f])[0]
+        assert [x.class_id for x in a.boxes] == [x.class_id for x in b.boxes]
+        for x, y in zip(a.boxes, b.boxes):
+            assert (x.x0, x.y0, x.x1, x.y1) == pytest.approx((y.x0, y.y0, y.x1, y.y1), abs=0.05)
+            assert x.score == pytest.approx(y.score, abs=1e-4)
+        assert np.allclose(a.embedding, b.embedding, atol=1e-4)
+
+
+def test_an_onnx_copy_not_made_from_the_weights_is_not_used(tmp_path):
+    import shutil
+
+    import resources
+    from engine.inference.builtin import BuiltinDetector, export_onnx
+
+    for name in ("builtin_detector.pt", "builtin_detector.json"):
+        shutil.copy(resources.path(name), tmp_path / name)
+    w = tmp_path / "builtin_detector.pt"
+    export_onnx(tmp_path / "builtin_detector.onnx", w)
+    assert BuiltinDetector(w, device="cpu").backend == "ONNX Runtime"
+    from engine.inference.onnxrt import add_metadata
+
+    stale = add_metadata((tmp_path / "builtin_detector.onnx").read_bytes(), {"weights_sha256": "0" * 64})
+    (tmp_path / "builtin_detector.onnx").write_bytes(stale)
+    assert BuiltinDetector(w, device="cpu").backend == "PyTorch"
+    with pytest.raises(ModelError, match="was not made from these weights"):
+        BuiltinDetector(w, device="cpu", backend="onnx")
+
+
+def test_bench_detector_prints_both_runtimes_side_by_side(capsys):
+    from app.cli import main
+
+    assert main(["bench", "detector", "--frames", "3", "--width", "320", "--height", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "\ntorch " in out and "\nonnxruntime " in out and "largest difference between torch and onnxruntime" in out
