@@ -130,8 +130,8 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import torch
 
-    from engine.inference import load_detector
     from engine.core.frame import Frame
+    from engine.inference import load_detector
     from engine.simulation.line import LineSimulator
 
     if args.threads > 0:
@@ -140,7 +140,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
         torch.set_num_threads(os.cpu_count() or 1)
     runs: list[tuple[str, Any]] = []
     if args.model is None:  # the built-in model: PyTorch and, where it can, ONNX Runtime on the same frames
-        from engine.inference import onnxrt
+        from engine.inference import ort as onnxrt
         from engine.inference.builtin import BuiltinDetector
 
         if args.backend in ("both", "torch"):
@@ -149,7 +149,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
                                                                             and args.device == "cpu")):
             try:
                 runs.append(("onnxruntime", BuiltinDetector(device=args.device, backend="onnx")))
-            except Exception as e:  # noqa: BLE001 - said, and the PyTorch figures still come
+            except Exception as e:
                 if args.backend == "onnx" or not runs:
                     raise
                 print(f"ONNX Runtime not timed: {e}")
@@ -158,7 +158,7 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
         runs.append(("onnxruntime" if getattr(det, "format", "") == "onnx" else "torch", det))
     sim = LineSimulator(seed=0, scenario="nominal", width=args.width, height=args.height)
     frames = []
-    for slot in range(0, 40):  # rendered before timing: only the detector is measured
+    for slot in range(40):  # rendered before timing: only the detector is measured
         image, truth = sim.render(slot * 3)
         frames.append(Frame(image, "BGR", slot, float(slot), "bench", truth))
     det = runs[0][1]
@@ -265,8 +265,8 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
     from engine.monitoring.gpu_stats import gpu_status
-    from engine.simulation.line import LineSimulator
     from engine.monitoring.stats import SCALARS, cpu_stats, plain_stats
+    from engine.simulation.line import LineSimulator
 
     cv2.setNumThreads(max(0, args.threads))
     sim = LineSimulator(seed=0, scenario="mixed", width=args.width, height=args.height)
@@ -422,9 +422,9 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
 
     import cv2
 
+    from engine.simulation.line import LineSimulator
     from engine.storage.db import DB_NAME, connect
     from engine.storage.images import ImageStore
-    from engine.simulation.line import LineSimulator
 
     sim = LineSimulator(seed=0, width=width, height=height)
     bases = []

@@ -35,7 +35,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                                                "(default: the shipped built-in model)")
     e.set_defaults(func=export_onnx)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
-    i.add_argument("path", nargs="?", help="a .pt2 or TorchScript file (default: the built-in model)")
+    i.add_argument("path", nargs="?", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")
     i.add_argument("--json", action="store_true", help="the card as JSON")
     i.set_defaults(func=info)
 
@@ -97,10 +97,14 @@ def export_onnx(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 
 def info(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import load_detector
+    from engine.inference import load_detector, prove
 
     det = load_detector(args.path, device="cpu")
     card = dict(det.card)
+    card["proven"] = prove(det)  # loaded and run on one frame: classes and input as the station sees them
+    card.setdefault("classes", list(det.classes))
+    w, h = det.input_size
+    card["input"] = f"{w}x{h} RGB in [0, 1], letterboxed (grey 114)"
     if args.path is None:
         card["sha256_matches_file"] = card.get("sha256") == det.sha256
     if args.json:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 import resources
-from engine.inference.common import ModelError, letterbox, to_tensor
-from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
-from engine.inference.refine import LineRefinement, refine_boxes
 from engine.core.files import sha256_file
 from engine.core.frame import Box, Frame
 from engine.core.protocols import Detections
+from engine.inference.common import ModelError, letterbox, to_tensor
+from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.inference.refine import LineRefinement, refine_boxes
 
 WEIGHTS_NAME = "builtin_detector.pt"
 ONNX_NAME = "builtin_detector.onnx"  # the same network for ONNX Runtime (``model export-onnx``)
@@ -151,7 +152,7 @@ class BuiltinDetector:
         if backend == "torch":
             return None
         path = self.weights_path.with_suffix(".onnx")
-        from engine.inference import onnxrt
+        from engine.inference import ort as onnxrt
 
         why = None
         if not path.is_file():
@@ -207,7 +208,7 @@ def export_onnx(out: str | Path, weights: str | Path | None = None) -> Path:
     import io
     import warnings
 
-    from engine.inference.onnxrt import add_metadata
+    from engine.inference.ort import add_metadata
 
     buf = io.BytesIO()
     with warnings.catch_warnings():

@@ -52,17 +52,18 @@ import re
 import time
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from engine.inference.builtin import pick_device, sha256_of, verify_against_card
-from engine.inference.common import ModelError, image_embedding, letterbox, nms, to_tensor
 from engine.core.frame import Box, Frame
 from engine.core.protocols import Detections
+from engine.inference.builtin import pick_device, sha256_of, verify_against_card
+from engine.inference.common import ModelError, image_embedding, letterbox, nms, to_tensor
 
 log = logging.getLogger("engine.inference")
 

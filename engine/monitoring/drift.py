@@ -18,15 +18,16 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
-from engine.monitoring.charts import ControlChart, js, kl, ks, luma_psi, mmd_rbf, wasserstein1
 from engine.core.frame import Frame
 from engine.core.protocols import Alarm, Detections, Measurement
+from engine.monitoring.charts import ControlChart, js, kl, ks, luma_psi, mmd_rbf, wasserstein1
 from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 

@@ -12,7 +12,7 @@ import pytest
 from app.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model_files import onnx_model, torchscript_model  # noqa: E402
+from model_files import onnx_model, torchscript_model
 
 
 def _run(tmp_path: Path, *args: str, frames: int = 40, source: str = "sim://?seed=3") -> list[dict]:

@@ -12,11 +12,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")  # torch's exporter needs it to write the test models
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model_files import onnx_model, torchscript_model  # noqa: E402
+from model_files import onnx_model, torchscript_model
 
-from engine.core.frame import Frame  # noqa: E402
-from engine.inference import ModelError, load_detector  # noqa: E402
-from engine.inference.onnxrt import OnnxDetector  # noqa: E402
+from engine.core.frame import Frame
+from engine.inference import ModelError, load_detector
+from engine.inference.onnxrt import OnnxDetector
 
 
 def _frame(w: int = 1280, h: int = 1024) -> Frame:
