@@ -171,17 +171,21 @@ class DriftMonitor:
         alarms: list[Alarm] = []
         size = self.ref.meta.get("width"), self.ref.meta.get("height")
         if None not in size and tuple(size) != (frame.width, frame.height):
-            # Another frame size: the frame is resized to the reference's, which keeps brightness, colour,
-            # contrast, histograms and the light's pattern comparable; focus and noise are not, and are left out.
-            image = cv2.resize(image, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
+            # Another frame size: brightness, colour, contrast, histograms (as shares) and the light's pattern stay
+            # comparable; focus and noise do not, and are left out. A larger frame is measured resized to the
+            # reference's size (fewer pixels to measure); a smaller one as it is (enlarging it adds nothing).
+            larger = frame.width * frame.height > int(size[0]) * int(size[1])
+            if larger:
+                image = cv2.resize(image, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
             if not self.size_mismatch:
                 self.size_mismatch = True
                 for k in SIZE_DEPENDENT:
                     self.charts.pop(k, None)
                     self.metrics.pop(k, None)
+                how = "resized to the reference's size" if larger else "as they are"
                 alarms.append(Alarm("reference", "warning", f"the active reference is for {size[0]}x{size[1]} frames,"
-                                    f" these are {frame.width}x{frame.height}: they are measured resized to the "
-                                    f"reference's size, and {' and '.join(SIZE_DEPENDENT)} are not measured"))
+                                    f" these are {frame.width}x{frame.height}: they are measured {how}, and "
+                                    f"{' and '.join(SIZE_DEPENDENT)} are not compared"))
         st = self.stats_fn(image)
         values: dict[str, Any] = {k: round(float(v), 5) for k, v in st.scalars.items()}
         values["grid"] = [round(float(v), 2) for v in st.grid.ravel()]
