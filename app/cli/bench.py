@@ -53,9 +53,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                          help="detector inference per frame (preprocessing included) against 30 frames/s")
     bd.add_argument("--frames", type=positive_int, default=200, help="frames timed (default 200)")
     _frame_size(bd)
-    bd.add_argument("--model", help="a .pt2 or TorchScript file (default: the built-in model)")
+    bd.add_argument("--model", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")
     bd.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     bd.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: one per core)")
+    bd.add_argument("--backend", choices=("both", "torch", "onnx"), default="both",
+                    help="the built-in model on PyTorch, ONNX Runtime, or both side by side (default)")
     bd.set_defaults(func=bench_detector)
     bc = bsub.add_parser("contention", parents=[common],
                          help="detector inference with a core free and with another busy program, per OpenMP "
@@ -128,40 +130,83 @@ def bench_detector(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     import torch
 
-    from engine.inference import load_detector
     from engine.core.frame import Frame
+    from engine.inference import load_detector
     from engine.simulation.line import LineSimulator
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     elif args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    det = load_detector(args.model, device=args.device)
+    runs: list[tuple[str, Any]] = []
+    if args.model is None:  # the built-in model: PyTorch and, where it can, ONNX Runtime on the same frames
+        from engine.inference import ort as onnxrt
+        from engine.inference.builtin import BuiltinDetector
+
+        if args.backend in ("both", "torch"):
+            runs.append(("torch", BuiltinDetector(device=args.device, backend="torch")))
+        if args.backend in ("both", "onnx") and (args.backend == "onnx" or (onnxrt.available()
+                                                                            and args.device == "cpu")):
+            try:
+                runs.append(("onnxruntime", BuiltinDetector(device=args.device, backend="onnx")))
+            except Exception as e:
+                if args.backend == "onnx" or not runs:
+                    raise
+                print(f"ONNX Runtime not timed: {e}")
+    else:
+        det = load_detector(args.model, device=args.device)
+        runs.append(("onnxruntime" if getattr(det, "format", "") == "onnx" else "torch", det))
     sim = LineSimulator(seed=0, scenario="nominal", width=args.width, height=args.height)
     frames = []
-    for slot in range(0, 40):  # rendered before timing: only the detector is measured
+    for slot in range(40):  # rendered before timing: only the detector is measured
         image, truth = sim.render(slot * 3)
         frames.append(Frame(image, "BGR", slot, float(slot), "bench", truth))
-    for f in frames[:10]:
-        det.detect([f])
-    times, boxes = [], 0
-    for i in range(args.frames):
-        f = frames[i % len(frames)]
-        t = time.perf_counter()
-        boxes += len(det.detect([f])[0].boxes)
-        times.append(time.perf_counter() - t)
-    med = statistics.median(times)
-    p95 = sorted(times)[int(0.95 * (len(times) - 1))]
-    fps = 1.0 / med
+    det = runs[0][1]
     threads = torch.get_num_threads() if det.device == "cpu" else "-"
     print(f"detector {det.name} on {det.device}, {args.width}x{args.height} frames, {args.frames} frames timed one "
           f"at a time (letterbox, inference, decoding), torch threads: {threads}, CPU cores: {os.cpu_count()}, "
           f"OpenMP: {OPENMP_POLICY}")
-    print(f"{'median ms':>10}{'p95 ms':>9}{'median fps':>12}{'target fps':>12}{'vs target':>11}")
-    print(f"{med * 1000:>10.2f}{p95 * 1000:>9.2f}{fps:>12.1f}{30.0:>12.1f}{fps / 30:>10.2f}x")
-    print(f"{'keeps up with' if fps >= 30 else 'falls behind'} 30 frames/s "
-          f"({boxes / args.frames:.2f} boxes per frame at confidence {det.confidence:g})")
+    print(f"{'runtime':<12}{'median ms':>10}{'p95 ms':>9}{'median fps':>12}{'target fps':>12}{'vs target':>11}")
+    summary = []
+    for label, d in runs:
+        for f in frames[:10]:
+            d.detect([f])
+        times, boxes = [], 0
+        for i in range(args.frames):
+            f = frames[i % len(frames)]
+            t = time.perf_counter()
+            boxes += len(d.detect([f])[0].boxes)
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        p95 = sorted(times)[int(0.95 * (len(times) - 1))]
+        fps = 1.0 / med
+        print(f"{label:<12}{med * 1000:>10.2f}{p95 * 1000:>9.2f}{fps:>12.1f}{30.0:>12.1f}{fps / 30:>10.2f}x")
+        summary.append(f"{label} {'keeps up with' if fps >= 30 else 'falls behind'} 30 frames/s "
+                       f"({boxes / args.frames:.2f} boxes per frame at confidence {d.confidence:g})")
+    for line in summary:
+        print(line)
+    if len(runs) == 2:
+        box_diff, score_diff, differing = _largest_difference(runs[0][1], runs[1][1], frames)
+        print(f"largest difference between torch and onnxruntime on the same {len(frames)} frames: boxes "
+              f"{box_diff:.3g} px, scores {score_diff:.3g}; frames with a different set of boxes: {differing}")
     return 0
+
+
+def _largest_difference(a: Any, b: Any, frames: list[Any]) -> tuple[float, float, int]:
+    """The largest box-corner and score difference between two detectors' answers on the same frames (boxes
+    paired by class and position), and how many frames got a different number of boxes."""
+    box_diff = score_diff = 0.0
+    differing = 0
+    for f in frames:
+        ba = sorted(a.detect([f])[0].boxes, key=lambda x: (x.class_id, x.x0, x.y0))
+        bb = sorted(b.detect([f])[0].boxes, key=lambda x: (x.class_id, x.x0, x.y0))
+        if [x.class_id for x in ba] != [x.class_id for x in bb]:
+            differing += 1
+            continue
+        for x, y in zip(ba, bb):
+            box_diff = max(box_diff, abs(x.x0 - y.x0), abs(x.y0 - y.y0), abs(x.x1 - y.x1), abs(x.y1 - y.y1))
+            score_diff = max(score_diff, abs(x.score - y.score))
+    return box_diff, score_diff, differing
 
 
 WAIT_POLICIES = (
@@ -178,7 +223,7 @@ def bench_contention(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     cmd = [sys.executable, "-m", "app.cli", "bench", "detector", "--frames", str(args.frames),
-           "--width", str(args.width), "--height", str(args.height)]
+           "--width", str(args.width), "--height", str(args.height), "--backend", "torch"]
 
     def one(env_extra: dict[str, str]) -> tuple[float, float]:
         p = subprocess.run(cmd, env={**base, **env_extra}, capture_output=True, text=True, timeout=1800)
@@ -186,7 +231,7 @@ def bench_contention(args: argparse.Namespace, config: dict[str, Any]) -> int:
             raise UserError(f"bench detector failed: {(p.stderr.strip().splitlines() or ['no message'])[-1]}")
         lines = p.stdout.splitlines()
         row = lines[next(i for i, x in enumerate(lines) if "median ms" in x) + 1].split()
-        return float(row[0]), float(row[2])
+        return float(row[1]), float(row[3])
 
     print(f"detector inference, {args.width}x{args.height}, {args.frames} frames per run, {os.cpu_count()} CPU "
           f"cores; 'busy': another process keeps one core busy throughout")
@@ -220,8 +265,8 @@ def bench_stats(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import cv2
 
     from engine.monitoring.gpu_stats import gpu_status
-    from engine.simulation.line import LineSimulator
     from engine.monitoring.stats import SCALARS, cpu_stats, plain_stats
+    from engine.simulation.line import LineSimulator
 
     cv2.setNumThreads(max(0, args.threads))
     sim = LineSimulator(seed=0, scenario="mixed", width=args.width, height=args.height)
@@ -377,9 +422,9 @@ def _bench_store(directory: Path, samples: int, width: int, height: int) -> int:
 
     import cv2
 
+    from engine.simulation.line import LineSimulator
     from engine.storage.db import DB_NAME, connect
     from engine.storage.images import ImageStore
-    from engine.simulation.line import LineSimulator
 
     sim = LineSimulator(seed=0, width=width, height=height)
     bases = []

@@ -27,8 +27,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ms.add_argument("--weights", type=Path, default=None,
                     help="weights file with its card beside it (default: the shipped built-in model)")
     ms.set_defaults(func=measure_builtin)
+    e = msub.add_parser("export-onnx", parents=[common],
+                        help="write the built-in detector as ONNX, for ONNX Runtime (resources/builtin_detector.onnx "
+                             "beside the weights is used when ONNX Runtime is installed)")
+    e.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    e.add_argument("--weights", type=Path, default=None, help="weights file with its card beside it "
+                                                               "(default: the shipped built-in model)")
+    e.set_defaults(func=export_onnx)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
-    i.add_argument("path", nargs="?", help="a .pt2 or TorchScript file (default: the built-in model)")
+    i.add_argument("path", nargs="?", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")
     i.add_argument("--json", action="store_true", help="the card as JSON")
     i.set_defaults(func=info)
 
@@ -76,11 +83,28 @@ def measure_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     return 0
 
 
+def export_onnx(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from engine.inference.builtin import export_onnx as export
+
+    out: Path = args.out.expanduser()
+    if out.suffix != ".onnx":
+        raise UserError(f"the file must end in .onnx, not {out.name}")
+    if not out.parent.exists():
+        raise UserError(f"folder {out.parent} does not exist")
+    export(out, args.weights.expanduser() if args.weights else None)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
+    return 0
+
+
 def info(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from engine.inference import load_detector
+    from engine.inference import load_detector, prove
 
     det = load_detector(args.path, device="cpu")
     card = dict(det.card)
+    card["proven"] = prove(det)  # loaded and run on one frame: classes and input as the station sees them
+    card.setdefault("classes", list(det.classes))
+    w, h = det.input_size
+    card["input"] = f"{w}x{h} RGB in [0, 1], letterboxed (grey 114)"
     if args.path is None:
         card["sha256_matches_file"] = card.get("sha256") == det.sha256
     if args.json:

@@ -68,7 +68,8 @@ def build(args: argparse.Namespace, config: dict[str, Any]) -> int:
             print(f"\r{n}/{args.frames} frames" if tty else f"{n}/{args.frames} frames", end="" if tty else "\n",
                   file=sys.stderr, flush=True)
 
-    meta = {"source": source.describe(), "detector": detector.name if detector else None}
+    meta = {"source": source.describe(), "detector": detector.name if detector else None,
+            "detector_sha256": getattr(detector, "sha256", None) if detector else None}
     try:
         ref = Reference.build(items(), meta, progress)
     finally:

@@ -23,8 +23,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--auto-review", metavar="SPEC",
                    help="headless: review frames as an operator would, from the simulator's truth: "
                         "oracle[:ACCURACY][,operator=ID]; decisions go to the store, acks to the JSON lines")
-    r.add_argument("--reference", help="a reference .npz to measure drift against (default: from the config)")
-    r.add_argument("--model", help="a .pt2 or TorchScript detector (default: the built-in model; 'none': no detector)")
+    r.add_argument("--reference", help="a reference .npz to measure drift against (default: from the config; "
+                                       "'none': statistics only)")
+    r.add_argument("--model", help="an ONNX, .pt2 or TorchScript detector (default: the built-in model; 'none': no detector)")
     r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
     r.set_defaults(func=run)
 

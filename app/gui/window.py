@@ -201,16 +201,33 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ the model
 
     def set_model(self, path: str | None) -> None:
-        """Use another model: the built-in one (``None``) or a file; the line restarts on it."""
+        """Use another model: the built-in one (``None``), a file, or ``"none"``. A model is first loaded and run on
+        one frame in the background; only one that passes replaces the running model (the line restarts on it).
+        One that fails is a sentence in the events and the status bar, and the current model goes on running."""
         if self.auth is not None and not self.auth.sign("approved", "model_changed", obj="detector model",
                                                         old=self.station.model.label, new=path or "built-in"):
             return
-        self.station.set_model(path, restart=False)
+        if path == "none":
+            self.station.set_model(path, restart=False)
+            self.open_source(self.station.uri)
+            return
+        self.report("model", f"checking {path or 'the built-in model'}: loading it and running it on one frame")
+        self.tasks.run(self.station.prove_model, path, on_done=lambda result: self._model_proven(path, result),
+                       on_error=self._model_refused)
+
+    def _model_proven(self, path: str | None, result: tuple[Any, str]) -> None:
+        detector, line = result
+        self.station.switch_model(path, detector, restart=False)
+        self.report("model", f"now running {line}")
         self.open_source(self.station.uri)
+
+    def _model_refused(self, error: BaseException) -> None:
+        text = str(error) or type(error).__name__
+        self.report("error", f"{text}; the current model goes on running")
 
     def browse_model(self) -> None:
         path, _ = files.open_file_name(
-            self, "Model file", "", "Models (*.pt2 *.torchscript *.pt *.ts);;All files (*)")
+            self, "Model file", "", "Models (*.onnx *.pt2 *.torchscript *.pt *.ts);;All files (*)")
         if path:
             self.set_model(path)
 
@@ -282,7 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if state is not None:
             self.restoreState(state)
 
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt naming)
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
         self.settings.sync()

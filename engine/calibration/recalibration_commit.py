@@ -88,7 +88,8 @@ def build_reference(s: Recalibration) -> Reference:
         embs = [None] * len(s.domain_stats)
     w, h = s.size or (0, 0)
     meta = {"source": s.source_uri or "recalibration", "width": w, "height": h,
-            "detector": getattr(s.detector, "name", None), "made_by": "recalibration",
+            "detector": getattr(s.detector, "name", None), "detector_sha256": getattr(s.detector, "sha256", None),
+            "made_by": "recalibration",
             "reason": s.reason, "who": s.who}
     try:
         return Reference.build(zip(s.domain_stats, embs), meta)

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 import resources
-from engine.inference.common import ModelError, letterbox, to_tensor
-from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
-from engine.inference.refine import LineRefinement, refine_boxes
 from engine.core.files import sha256_file
 from engine.core.frame import Box, Frame
 from engine.core.protocols import Detections
+from engine.inference.common import ModelError, letterbox, to_tensor
+from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.inference.refine import LineRefinement, refine_boxes
 
 WEIGHTS_NAME = "builtin_detector.pt"
+ONNX_NAME = "builtin_detector.onnx"  # the same network for ONNX Runtime (``model export-onnx``)
+BACKENDS = ("auto", "torch", "onnx")
 CARD_NAME = "builtin_detector.json"
 MAX_DETECTIONS = 100
 
@@ -110,7 +113,7 @@ class BuiltinDetector:
     """
 
     def __init__(self, weights: str | Path | None = None, card: str | Path | None = None, device: str | None = None,
-                 confidence: float | None = None, refine: bool = True) -> None:
+                 confidence: float | None = None, refine: bool = True, backend: str = "auto") -> None:
         w_default, c_default = builtin_paths()
         self.weights_path = Path(weights) if weights is not None else w_default
         card_file = Path(card) if card is not None else (c_default if weights is None else card_path_for(weights))
@@ -132,10 +135,41 @@ class BuiltinDetector:
             raise ModelError(f"built-in model weights {self.weights_path} do not fit the network "
                              f"({str(e).splitlines()[0][:120]})") from None
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.session = self._onnx_session(backend)
+        self.backend = "ONNX Runtime" if self.session is not None else "PyTorch"
         self.input_size = (INPUT_W, INPUT_H)
         self.name = f"builtin {self.card.get('name', 'detector')} {self.sha256[:8]}"
         self.embedding_source = "model: global average of the last hidden layer (48 channels)"
         self.refinement = LineRefinement.from_card(self.card.get("box_refinement")) if refine else None
+        self.card = {**self.card, "runtime": self.backend}
+
+
+    def _onnx_session(self, backend: str) -> Any:
+        """ONNX Runtime's session for the ONNX copy beside the weights, when ``backend`` allows it, the copy is
+        there, was made from these weights, and ONNX Runtime is installed; else None (PyTorch runs)."""
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend {backend!r}; use {', '.join(BACKENDS)}")
+        if backend == "torch":
+            return None
+        path = self.weights_path.with_suffix(".onnx")
+        from engine.inference import ort as onnxrt
+
+        why = None
+        if not path.is_file():
+            why = f"{path.name} is not there"
+        elif not onnxrt.available():
+            why = "ONNX Runtime is not installed"
+        elif self.device != "cpu":
+            why = "it runs here on the CPU only"
+        if why is None:
+            sess, _ = onnxrt.session(str(path), "cpu", path.name)
+            made_from = sess.get_modelmeta().custom_metadata_map.get("weights_sha256")
+            if made_from == self.sha256:
+                return sess
+            why = f"{path.name} was not made from these weights (model export-onnx makes it again)"
+        if backend == "onnx":
+            raise ModelError(f"the built-in model cannot run on ONNX Runtime: {why}")
+        return None
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         if not frames:
@@ -146,9 +180,12 @@ class BuiltinDetector:
             img, lb = letterbox(f.image, INPUT_W, INPUT_H)  # resize first: the channel swap is then cheap
             imgs.append(img[:, :, ::-1] if f.channel_order == "BGR" else img)
             boxes.append(lb)
-        x = to_tensor(imgs).to(self.device)
+        x = to_tensor(imgs, channels_last=self.session is None).to(self.device)
         with torch.inference_mode():
-            heat, box, emb = self.model(x)
+            if self.session is not None:
+                heat, box, emb = (torch.from_numpy(o) for o in self.session.run(None, {"images": x.numpy()}))
+            else:
+                heat, box, emb = self.model(x)
             dets = decode(heat, box, self.confidence)
             dets = [d.cpu() for d in dets]
             emb = emb.float().cpu().numpy()
@@ -161,3 +198,33 @@ class BuiltinDetector:
                 self.refinement, f.channel_order))
         ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
         return [Detections(b, np.ascontiguousarray(e), ms) for b, e in zip(found, emb)]
+
+
+def export_onnx(out: str | Path, weights: str | Path | None = None) -> Path:
+    """Write the built-in network (``weights``: default the shipped ones) as ONNX to ``out``: input ``images``
+    ``(N, 3, 512, 640)``, outputs ``heat``, ``box``, ``embedding``; metadata: classes and the weights' SHA-256."""
+    det = BuiltinDetector(weights, device="cpu", refine=False, backend="torch")
+    model = det.model.to(memory_format=torch.contiguous_format)
+    import io
+    import warnings
+
+    from engine.inference.ort import add_metadata
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (torch.zeros(1, 3, INPUT_H, INPUT_W),), buf, dynamo=False, opset_version=17,
+                              input_names=["images"], output_names=["heat", "box", "embedding"],
+                              dynamic_axes={"images": {0: "batch"}, "heat": {0: "batch"}, "box": {0: "batch"},
+                                            "embedding": {0: "batch"}})
+        except Exception as e:  # noqa: BLE001 - e.g. the onnx package missing
+            raise ModelError(f"the built-in model cannot be exported to ONNX ({str(e).strip().splitlines()[0]})") from None
+    names = {i: c for i, c in enumerate(det.classes)}
+    data = add_metadata(buf.getvalue(), {"names": repr(names), "imgsz": f"[{INPUT_H}, {INPUT_W}]",
+                                         "weights_sha256": det.sha256, "description": det.card.get("name", "")})
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return out

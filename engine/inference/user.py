@@ -52,17 +52,18 @@ import re
 import time
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from engine.inference.builtin import pick_device, sha256_of, verify_against_card
-from engine.inference.common import ModelError, image_embedding, letterbox, nms, to_tensor
 from engine.core.frame import Box, Frame
 from engine.core.protocols import Detections
+from engine.inference.builtin import pick_device, sha256_of, verify_against_card
+from engine.inference.common import ModelError, image_embedding, letterbox, nms, to_tensor
 
 log = logging.getLogger("engine.inference")
 
@@ -72,7 +73,7 @@ NMS_IOU = 0.45
 
 
 def _sniff(path: Path) -> str:
-    """``"export"``, ``"torchscript"``; raises ModelError for anything else."""
+    """``"export"``, ``"torchscript"``, ``"onnx"``; raises ModelError for anything else."""
     name = path.name
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
@@ -85,11 +86,13 @@ def _sniff(path: Path) -> str:
         raise ModelError(f"model file {path} cannot be read: {e.strerror}") from None
     if not head:
         raise ModelError(f"model file {name} is empty")
+    if head[:1] == b"\x08":
+        return "onnx"  # a protobuf ModelProto starts with its ir_version (field 1, a small varint)
     if not head.startswith(b"PK"):
         if head.startswith(PICKLE_OPCODES) or head[:1] in (b"(", b"}", b"]"):
             raise ModelError(f"model file {name} is a Python pickle, which the station never loads; "
-                             "export the model with torch.export (.pt2) or TorchScript instead")
-        raise ModelError(f"model file {name} is neither a torch.export (.pt2) program nor a TorchScript file")
+                             "export the model to ONNX, with torch.export (.pt2) or TorchScript instead")
+        raise ModelError(f"model file {name} is neither an ONNX model, a torch.export (.pt2) program nor a TorchScript file")
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -406,9 +409,16 @@ class UserModelDetector:
             except Exception as e:  # noqa: BLE001
                 raise ModelError(f"model file {name} cannot run on {self.device} ({_first_line(e)})") from None
         try:
-            self.meta = parse_metadata(extra["config.txt"])
+            meta = parse_metadata(extra["config.txt"])
         except ValueError as e:
             raise ModelError(f"model file {name}: {e}") from None
+        self._finish(meta, static, loaded_sha256, "TorchScript" if self.format == "torchscript" else "torch.export")
+
+    def _finish(self, meta: dict[str, Any], static: list[Any] | None, loaded_sha256: str | None,
+                format_label: str) -> None:
+        """Input size, output layout (one run on a grey image), classes and card: the same for every format."""
+        name = self.path.name
+        self.meta = meta
         size = static[2:] if static and all(isinstance(s, int) for s in static[2:]) else None
         h, w = size or _imgsz(self.meta) or (640, 640)
         self.input_size = (int(w), int(h))  # width, height
@@ -427,12 +437,17 @@ class UserModelDetector:
         self.embedding_source = ("model: its own embedding output" if self._has_embedding else
                                  "image: luminance grid, colour moments and histogram of the frame "
                                  "(the model gives no embedding; this is not learned features)")
-        self.card = {"name": name, "format": "TorchScript" if self.format == "torchscript" else "torch.export",
+        self.card = {"name": name, "format": format_label,
                      "path": str(self.path), "sha256": self.sha256, "classes": list(self.classes),
                      "input_size": {"width": self.input_size[0], "height": self.input_size[1]},
                      "output_layout": self._layout, "embedding": self.embedding_source, "metadata": _plain(self.meta)}
 
     # ------------------------------------------------------------------ running
+
+    @property
+    def _tensor_device(self) -> str:
+        """Where the input tensor is made: the model's device (the CPU for ONNX Runtime, which takes arrays)."""
+        return self.device
 
     def _forward(self, x: torch.Tensor) -> Any:
         if self.half:
@@ -460,16 +475,19 @@ class UserModelDetector:
     def _probe(self) -> tuple[str, int | None, bool]:
         """Run the model once on a grey image to learn, and check, its output layout."""
         w, h = self.input_size
-        x = torch.full((1, 3, h, w), 114 / 255.0, device=self.device)
+        x = torch.full((1, 3, h, w), 114 / 255.0, device=self._tensor_device)
         try:
             det, emb = self._split(self._forward(x))
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"model file {self.path.name} fails on a {w}x{h} RGB input ({_first_line(e)})") from None
         layout = _layout_of(det)
+        if layout == "end2end" and self.meta.get("end2end") is False:
+            layout = "yolo_t"  # (N, A, 6) of two classes, anchors first: the metadata says it is not end-to-end
         if layout is None:
             raise ModelError(f"model file {self.path.name} returns a tensor of shape {tuple(det.shape)}, which is "
-                             "neither (batch, 4 + classes, anchors) nor (batch, boxes, 6)")
-        return layout, (det.shape[1] - 4 if layout == "yolo" else None), emb is not None
+                             "neither (batch, 4 + classes, anchors), (batch, anchors, 4 + classes) nor (batch, boxes, 6)")
+        classes = det.shape[1] - 4 if layout == "yolo" else (det.shape[2] - 4 if layout == "yolo_t" else None)
+        return layout, classes, emb is not None
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         if not frames:
@@ -481,7 +499,7 @@ class UserModelDetector:
             img, lb = letterbox(f.image, w, h, interpolation=cv2.INTER_LINEAR)  # bilinear, as Ultralytics
             imgs.append(img[:, :, ::-1] if f.channel_order == "BGR" else img)
             lbs.append(lb)
-        x = to_tensor(imgs, channels_last=False).to(self.device)
+        x = to_tensor(imgs, channels_last=False).to(self._tensor_device)
         det, emb = self._split(self._forward(x))
         det = det.float()
         results = []
@@ -505,7 +523,7 @@ class UserModelDetector:
         """One image's raw output to K x 6 (x0 y0 x1 y1 score class) in input pixels."""
         if self._layout == "end2end":
             return d[d[:, 4] >= self.confidence]
-        p = d.transpose(0, 1)  # anchors x (4 + C)
+        p = d if self._layout == "yolo_t" else d.transpose(0, 1)  # anchors x (4 + C)
         scores, cls = p[:, 4:].max(dim=1)
         keep = scores >= self.confidence
         p, scores, cls = p[keep], scores[keep], cls[keep]
@@ -523,6 +541,8 @@ def _layout_of(det: torch.Tensor) -> str | None:
         return None
     if det.shape[2] == 6 and det.shape[1] != 6:
         return "end2end"  # (N, K, 6); a YOLO output has far more anchors than channels
+    if det.shape[2] > 4 and det.shape[1] > det.shape[2]:
+        return "yolo_t"  # (N, A, 4 + C): the same, anchors first
     if det.shape[1] > 4 and det.shape[2] >= 1:
         return "yolo"
     return None

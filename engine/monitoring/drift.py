@@ -18,14 +18,16 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+import cv2
 import numpy as np
 
-from engine.monitoring.charts import ControlChart, js, kl, ks, luma_psi, mmd_rbf, wasserstein1
 from engine.core.frame import Frame
 from engine.core.protocols import Alarm, Detections, Measurement
+from engine.monitoring.charts import ControlChart, js, kl, ks, luma_psi, mmd_rbf, wasserstein1
 from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
@@ -35,7 +37,8 @@ STATION_FILE = "station.json"  # in the data directory: the reference a recalibr
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 STATIC_CELL_MAX_SPREAD = 0.05  # a cell is static when its batch-mean median varies less than 5 % in the reference
 STATIC_CELLS_MIN = 4  # fewer static cells than this: no uniformity drift
-NOVELTY_WARNING_RATE = 0.05  # share of novel frames in the window
+NOVELTY_WARNING_RATE = 0.05
+SIZE_DEPENDENT = ("focus", "noise")  # statistics that change when a frame is resized  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
 
 
@@ -155,27 +158,39 @@ class DriftMonitor:
         self.size_mismatch = False
         self._lock = threading.Lock()
         self._last_hist = np.zeros(256)
+        self.model_name = ""
+        self.model_sha256 = ""
+        self._embedding_verdict: bool | None = None
+        self.novelty_off: str | None = None  # why novelty is not measured for the running model
 
     # ------------------------------------------------------------------ Measurer
 
     def measure(self, frame: Frame, detections: Detections | None) -> Measurement:
-        st = self.stats_fn(frame.as_order("BGR"))
+        image = frame.as_order("BGR")
         self.frames += 1
+        alarms: list[Alarm] = []
         size = self.ref.meta.get("width"), self.ref.meta.get("height")
-        if None not in size and size != (frame.width, frame.height):
-            # Statistics of a different frame size are not comparable: say so once, then measure only.
-            alarms = []
+        if None not in size and tuple(size) != (frame.width, frame.height):
+            # Another frame size: brightness, colour, contrast, histograms (as shares) and the light's pattern stay
+            # comparable; focus and noise do not, and are left out. A larger frame is measured resized to the
+            # reference's size (fewer pixels to measure); a smaller one as it is (enlarging it adds nothing).
+            larger = frame.width * frame.height > int(size[0]) * int(size[1])
+            if larger:
+                image = cv2.resize(image, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
             if not self.size_mismatch:
                 self.size_mismatch = True
+                for k in SIZE_DEPENDENT:
+                    self.charts.pop(k, None)
+                    self.metrics.pop(k, None)
+                how = "resized to the reference's size" if larger else "as they are"
                 alarms.append(Alarm("reference", "warning", f"the active reference is for {size[0]}x{size[1]} frames,"
-                                    f" these are {frame.width}x{frame.height}: drift is not measured"))
-            values = st.to_record()
-            values["drift_level"] = "no reference"
-            return Measurement(values, alarms)
+                                    f" these are {frame.width}x{frame.height}: they are measured {how}, and "
+                                    f"{' and '.join(SIZE_DEPENDENT)} are not compared"))
+        st = self.stats_fn(image)
         values: dict[str, Any] = {k: round(float(v), 5) for k, v in st.scalars.items()}
         values["grid"] = [round(float(v), 2) for v in st.grid.ravel()]
         emb = detections.embedding if detections is not None else None
-        if emb is not None and self.ref.embedding is not None:
+        if emb is not None and self.ref.embedding is not None and self._embedding_usable(emb, alarms):
             nov = self.ref.embedding.novelty(emb)
             values["novelty"] = round(nov, 4)
             self._novel_window.append(nov > 1.0)
@@ -189,9 +204,8 @@ class DriftMonitor:
             self._median_sum += st.cell_median
             self._median_count += 1
         self._count += 1
-        alarms: list[Alarm] = []
         if self._count >= self.batch:
-            alarms = self._close_batch(frame)
+            alarms += self._close_batch(frame)
         values["drift"] = {k: m.level for k, m in self.metrics.items() if m.level != "ok"}
         if self.novelty_level != "ok":
             values["drift"]["novelty"] = self.novelty_level
@@ -200,6 +214,45 @@ class DriftMonitor:
         if self.scores and self._count == 0:
             values["drift_scores"] = {k: round(v, 5) for k, v in self.scores.items()}
         return Measurement(values, alarms)
+
+    # ------------------------------------------------------------------ whose embedding
+
+    def use_model(self, detector: Any) -> None:
+        """The model whose embeddings arrive from now on (its ``name`` and ``sha256``): novelty is measured only
+        when the reference's embedding baseline was built with the same model."""
+        self.model_name = str(getattr(detector, "name", "") or "")
+        self.model_sha256 = str(getattr(detector, "sha256", "") or "")
+        self._embedding_verdict = None
+
+    def embedding_mismatch(self, emb: np.ndarray | None = None) -> str | None:
+        """Why the reference's embedding baseline does not fit the running model, or None when it does."""
+        e = self.ref.embedding
+        if e is None:
+            return "the reference holds no embedding baseline"
+        meta = self.ref.meta
+        ref_sha, ref_name = str(meta.get("detector_sha256") or ""), str(meta.get("detector") or "")
+        whose = ref_name or (ref_sha[:12] if ref_sha else "another model")
+        if self.model_sha256 and ref_sha and self.model_sha256 != ref_sha:
+            return f"the reference's embedding baseline is from {whose}, not from {self.model_name or 'this model'}"
+        if self.model_name and ref_name and not ref_sha and self.model_name != ref_name:
+            return f"the reference's embedding baseline is from {whose}, not from {self.model_name}"
+        if emb is not None and np.asarray(emb).size != e.mean.size:
+            return (f"the reference's embedding baseline has {e.mean.size} values and this model's embedding "
+                    f"{np.asarray(emb).size}")
+        return None
+
+    def _embedding_usable(self, emb: np.ndarray, alarms: list[Alarm]) -> bool:
+        if self._embedding_verdict is None:
+            why = self.embedding_mismatch(emb)
+            self._embedding_verdict = why is None
+            if why is not None:
+                self.novelty_off = why
+                alarms.append(Alarm("novelty", "warning", f"{why}: novelty is off for this model until a reference "
+                                    "is built with it; everything else is measured"))
+        elif self._embedding_verdict and np.asarray(emb).size != self.ref.embedding.mean.size:
+            self._embedding_verdict = None  # another model came in without use_model: decide again
+            return self._embedding_usable(emb, alarms)
+        return bool(self._embedding_verdict)
 
     @property
     def overall_level(self) -> str:
@@ -348,6 +401,8 @@ class DriftMonitor:
         s = {"psi_luma": luma_psi(self._ref_hist, cur), "kl_luma": kl(self._ref_hist, cur),
              "js_luma": js(self._ref_hist, cur)}
         for k in ("mean_luma", "focus", "gain_r", "gain_b"):
+            if self.size_mismatch and k in SIZE_DEPENDENT:
+                continue
             w = np.fromiter(self._scalar_window[k], float)
             s[f"w1_{k}"] = wasserstein1(self.ref.scalars[k], w)
             s[f"ks_{k}"] = ks(self.ref.scalars[k], w)
@@ -454,8 +509,10 @@ def measurers_for(config: dict[str, Any], reference_path: str | None = None,
     """
     d = config["drift"]
     backend, stats_fn = stats_backend(d.get("backend", "auto"))
+    if reference_path is not None and reference_path.strip().lower() in ("none", ""):
+        return [StatsMeasurer(stats_fn, backend)]
     path = reference_path or station_reference(data_dir) or d["reference"]
-    if not path:
+    if not path or str(path).strip().lower() == "none":
         return [StatsMeasurer(stats_fn, backend)]
     if path == "builtin":
         import resources

@@ -16,9 +16,10 @@ import json
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import resources
 from engine.core.announce import Announcer
@@ -177,12 +178,15 @@ class Station:
     # ------------------------------------------------------------------ the model
 
     def load_model(self) -> Any:
-        """Load the chosen detector now, on the calling thread (raises ``ModelError``); None for no model."""
+        """Load the chosen detector now and run it on one frame, on the calling thread (raises ``ModelError``);
+        None for no model."""
         if self.model.path == "none":
             return None
-        from engine.inference import load_detector
+        from engine.inference import load_detector, prove
 
-        self._loaded(load_detector(self.model.path, confidence=self.model.confidence), self._generation)
+        detector = load_detector(self.model.path, confidence=self.model.confidence)
+        prove(detector)  # it runs on a frame before the line starts on it
+        self._loaded(detector, self._generation)
         return self.detector
 
     def use_detector(self, detector: Any) -> None:
@@ -195,6 +199,9 @@ class Station:
         if generation != self._generation:
             return
         self.detector = detector
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.use_model(detector)  # novelty only against this model's own embedding baseline
         conf = getattr(detector, "confidence", None)
         if conf is not None:
             self.router.cfg.threshold = float(conf)  # "near the threshold" means this model's threshold
@@ -219,6 +226,24 @@ class Station:
             return det
 
         return load
+
+    def prove_model(self, path: str | None) -> tuple[Any, str]:
+        """Load the model at ``path`` (None: the built-in one) and run it on one frame (the line's latest, else a
+        grey one) without touching the running model: the detector and the line saying its classes and input.
+        Raises ``ModelError`` with one sentence; the current model then goes on running. Any thread."""
+        from engine.inference import load_detector, prove
+
+        detector = load_detector(path or None, confidence=self.model.confidence)
+        latest = self.latest()
+        return detector, prove(detector, latest.frame if latest is not None else None)
+
+    def switch_model(self, path: str | None, detector: Any, restart: bool = True) -> None:
+        """Run ``detector`` (proven by :meth:`prove_model` for ``path``) in place of the current model; the line
+        restarts on it unless ``restart`` is False."""
+        self.model = ModelChoice(path or None, self.model.confidence)
+        self.use_detector(detector)
+        if restart:
+            self.open_source(self.uri)
 
     def set_model(self, path: str | None, restart: bool = True) -> None:
         """Use another model (None: the built-in one, ``"none"``: none); the line restarts on it unless
@@ -330,6 +355,8 @@ class Station:
 
     def _attach_monitor(self, monitor: DriftMonitor | None) -> None:
         self.monitor = monitor
+        if monitor is not None and self.detector is not None:
+            monitor.use_model(self.detector)
         if monitor is not None and self.keep_trends:
             ref = monitor.ref
             if self.trend_store is None or self.trend_store.reference_id != ref.id:

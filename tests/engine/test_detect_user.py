@@ -190,7 +190,7 @@ def test_wrong_output_layout_and_bad_config(tmp_path):
             return x.mean(dim=(2, 3))  # (N, 3): a classifier, not a detector
 
     path = save_ts(Classifier(), tmp_path / "cls.torchscript", None)
-    assert "neither (batch, 4 + classes, anchors) nor (batch, boxes, 6)" in _refused(path)
+    assert "neither (batch, 4 + classes, anchors), (batch, anchors, 4 + classes) nor (batch, boxes, 6)" in _refused(path)
     bad_cfg = save_ts(YoloRaw(), tmp_path / "badcfg.torchscript", "names: [a, b]")
     assert "config.txt" in _refused(bad_cfg)
     zip_other = tmp_path / "other.pt2"

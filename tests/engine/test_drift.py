@@ -160,3 +160,33 @@ def test_the_drift_monitor_and_the_recalibration_report_the_same_luma_psi(tmp_pa
     assert luma_psi(ref.hist[0], ref.hist[0]) == pytest.approx(0, abs=1e-12)
     assert psi(merged, np.sum([s.hist[0] for s in seen], axis=0).reshape(LUMA_PSI_BINS, -1).sum(1)) == \
         pytest.approx(expected, rel=1e-12)
+
+
+def test_novelty_only_against_the_running_models_own_embedding_baseline():
+    from types import SimpleNamespace
+
+    from engine.core.frame import Frame
+    from engine.core.protocols import Detections
+    from engine.monitoring.reference import Reference
+    from engine.monitoring.stats import cpu_stats
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(90, 140, (48, 64, 3), dtype=np.uint8) for _ in range(160)]
+    embs = rng.normal(0, 1, (160, 16))
+    ref = Reference.build(((cpu_stats(im), e) for im, e in zip(images, embs)),
+                          {"width": 64, "height": 48, "detector": "a.pt2 11111111", "detector_sha256": "1" * 64})
+    d = default_config()["drift"]
+    frame = Frame(images[0], "BGR", 0, 0.0, "test")
+    same_size = Detections((), embs[0].astype(np.float32))
+
+    mon = DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"])
+    mon.use_model(SimpleNamespace(name="b.onnx 22222222", sha256="2" * 64))  # same size of embedding, another model
+    first, second = mon.measure(frame, same_size), mon.measure(frame, same_size)
+    assert "novelty" not in first.values and "novelty" not in second.values and not second.alarms
+    assert [a.name for a in first.alarms] == ["novelty"] and "from a.pt2 11111111" in first.alarms[0].message
+
+    mon = DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"])
+    mon.use_model(SimpleNamespace(name="a.pt2 11111111", sha256="1" * 64))
+    assert "novelty" in mon.measure(frame, same_size).values
+    m = mon.measure(frame, Detections((), np.zeros(48, np.float32)))  # another model's embedding, unannounced
+    assert "novelty" not in m.values and "48" in m.alarms[0].message and "16" in m.alarms[0].message
