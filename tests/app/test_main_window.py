@@ -67,7 +67,8 @@ def test_a_bad_source_is_reported_and_the_window_carries_on(qtbot, window):
 
 def test_camera_outage_shows_reconnecting_then_recovers(qtbot, data_dir):
     make_app()
-    src = "sim://?seed=1&scenario=camera-dropout&width=160&height=128&fps=400&start=290"
+    # Unpaced, so the pipeline reads every frame of the frozen stretch however busy the machine is.
+    src = "sim://?seed=1&scenario=camera-dropout&width=160&height=128&fps=400&start=290&realtime=0"
     w = MainWindow(default_config(), data_dir, source=src, model="none")  # the camera's story, not the model's
     qtbot.addWidget(w)
     w.show()
