@@ -13,6 +13,10 @@ from PySide6 import QtCore, QtWidgets
 BUTTON_HEIGHT = 56  # a gloved finger on a touch screen
 
 
+MAX_CLASS_BUTTONS = 9  # one key each, 1-9
+CLASS_COLUMNS = 3
+
+
 class ReviewPanel(QtWidgets.QWidget):
     freeze_toggled = QtCore.Signal()
     next_queued = QtCore.Signal()
@@ -58,7 +62,14 @@ class ReviewPanel(QtWidgets.QWidget):
         self.reject_button.setStyleSheet("QPushButton { background:#c62828; color:white; font-size:15px; }"
                                          "QPushButton:disabled { background:#4a4a4a; color:#9e9e9e; }")
         self.class_buttons: list[QtWidgets.QPushButton] = []
-        classes_row = self.classes_row = QtWidgets.QHBoxLayout()
+        # A model with many classes (a COCO-trained one has 80) gets a list to pick from, not a row of buttons
+        # wider than the screen.
+        self.class_combo = QtWidgets.QComboBox()
+        self.class_combo.setObjectName("classChooser")
+        self.class_combo.setMinimumHeight(48)
+        self.class_combo.setToolTip("The selected detection is of this class, or draw a missed one of it")
+        self.class_combo.activated.connect(lambda i: self.reclass.emit(self.class_combo.itemData(i)))
+        classes_row = self.classes_row = QtWidgets.QGridLayout()
         self._button = button
         self.set_classes(self.classes)
         self.missed_button = button("▭ Missed defect  (M)", "Drag a box around a defect the model missed",
@@ -105,19 +116,31 @@ class ReviewPanel(QtWidgets.QWidget):
         self.set_reviewing(False)
 
     def set_classes(self, classes: Sequence[str]) -> None:
-        """One button per class of the model that runs, keyed 1, 2, 3… in its order."""
+        """The classes of the model that runs, in its order: up to :data:`MAX_CLASS_BUTTONS` as buttons keyed
+        1, 2, 3…, three to a row; more as a list to pick from (keys 1-9 still choose the first nine)."""
         for b in self.class_buttons:
             self.classes_row.removeWidget(b)
             b.deleteLater()
+        self.classes_row.removeWidget(self.class_combo)
+        self.class_combo.hide()
         self.classes = list(classes)
         self.class_buttons = []
+        enabled = self.missed_button.isEnabled() if hasattr(self, "missed_button") else False
+        if len(self.classes) > MAX_CLASS_BUTTONS:
+            self.class_combo.clear()
+            for i, name in enumerate(self.classes):
+                self.class_combo.addItem(f"{name}  ({i + 1})" if i < 9 else name, name)
+            self.class_combo.setEnabled(enabled)
+            self.classes_row.addWidget(self.class_combo, 0, 0, 1, CLASS_COLUMNS)
+            self.class_combo.show()
+            return
         for i, name in enumerate(self.classes):
             b = self._button(f"{name}  ({i + 1})", f"The selected detection is a {name}, or draw a missed {name}",
                              f"classButton_{name}")
             b.clicked.connect(lambda *_, n=name: self.reclass.emit(n))
-            b.setEnabled(self.missed_button.isEnabled() if hasattr(self, "missed_button") else False)
+            b.setEnabled(enabled)
             self.class_buttons.append(b)
-            self.classes_row.addWidget(b)
+            self.classes_row.addWidget(b, i // CLASS_COLUMNS, i % CLASS_COLUMNS)
 
     def set_reviewing(self, on: bool, has_detection: bool = False) -> None:
         """Enable what makes sense: decisions only on a frozen frame, per-detection ones only with a selection."""
@@ -126,7 +149,7 @@ class ReviewPanel(QtWidgets.QWidget):
         self.freeze_button.setText("Resume live  (F)" if on else "Freeze frame  (F)")
         for b in (self.confirm_button, self.reject_button, self.next_button):
             b.setEnabled(on and has_detection)
-        for b in (*self.class_buttons, self.missed_button, self.unsure_button):
+        for b in (*self.class_buttons, self.class_combo, self.missed_button, self.unsure_button):
             b.setEnabled(on)
         if not on and self.missed_button.isChecked():
             self.missed_button.setChecked(False)
