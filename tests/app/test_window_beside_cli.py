@@ -80,20 +80,27 @@ def python_opens():
     armed[0] = False  # an audit hook cannot be removed; it goes quiet
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the window's open files")
-def test_users_commands_beside_the_window_leave_its_database_whole(qtbot, data_dir, python_opens):
+def _signed_in_window(qtbot, data_dir):
+    """The window on a station with one admin, signed in at its lock screen as an operator would."""
     AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
     make_app()
     w = MainWindow(default_config(), data_dir, source=SOURCE, model="none", sign_in=True)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
+    panel = w.auth.lock_screen.sign_in
+    panel.badge.setText(BADGE)
+    panel.pin.setText(PIN)
+    qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.auth.locked and not w.tasks.busy, timeout=20000)
+    return w
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the window's open files")
+def test_users_commands_beside_the_window_leave_its_database_whole(qtbot, data_dir, python_opens):
+    w = _signed_in_window(qtbot, data_dir)
+    panel = w.auth.lock_screen.sign_in
     try:
-        panel = w.auth.lock_screen.sign_in
-        panel.badge.setText(BADGE)
-        panel.pin.setText(PIN)
-        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not w.auth.locked and not w.tasks.busy, timeout=20000)
 
         # The engineer looks for a CSV in the data directory: the dialog lists station.sqlite and its -wal, -shm.
         listed = []
@@ -147,18 +154,9 @@ def test_users_commands_beside_the_window_leave_its_database_whole(qtbot, data_d
 def test_ctrl_l_locks_even_when_the_database_fails_and_says_not_saved(qtbot, data_dir, monkeypatch):
     from engine.storage.db import DatabaseError
 
-    AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
-    make_app()
-    w = MainWindow(default_config(), data_dir, source=SOURCE, model="none", sign_in=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
+    w = _signed_in_window(qtbot, data_dir)
+    panel = w.auth.lock_screen.sign_in
     try:
-        panel = w.auth.lock_screen.sign_in
-        panel.badge.setText(BADGE)
-        panel.pin.setText(PIN)
-        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not w.auth.locked and not w.tasks.busy, timeout=20000)
         assert w.auth.act_lock.isEnabled()
 
         def broken(*args, **kwargs):
