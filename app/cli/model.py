@@ -38,6 +38,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i.add_argument("path", nargs="?", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")
     i.add_argument("--json", action="store_true", help="the card as JSON")
     i.set_defaults(func=info)
+    from app.cli import model_registry
+
+    model_registry.register(msub, common)
 
 
 def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:

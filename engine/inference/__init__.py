@@ -36,11 +36,29 @@ def load_detector(path: str | Path | None = None, device: str | None = None,
         return BuiltinDetector(device=device, confidence=confidence)
     from engine.inference.user import UserModelDetector, _sniff
 
+    if _is_builtin_network(Path(path).expanduser()):
+        from engine.inference.builtin import BuiltinDetector
+
+        return BuiltinDetector(Path(path).expanduser(), device=device, confidence=confidence)
     if _sniff(Path(path).expanduser()) == "onnx":
         from engine.inference.onnxrt import OnnxDetector
 
         return OnnxDetector(path, device=device, confidence=confidence)
     return UserModelDetector(path, device=device, confidence=confidence)
+
+
+def _is_builtin_network(path: Path) -> bool:
+    """A ``.pt`` state dict of the built-in network (``model train``'s output): its card beside it says so. Loaded
+    with ``weights_only=True``, never unpickled."""
+    if path.suffix.lower() != ".pt" or not path.with_suffix(".json").is_file():
+        return False
+    import json
+
+    try:
+        card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(card, dict) and "state_dict" in str(card.get("weights_format", ""))
 
 
 def describe(detector: Detector) -> str:
