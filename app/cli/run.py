@@ -65,6 +65,11 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         station.load_model()
     except ModelError as e:
         raise UserError(str(e)) from None
+    from engine.inference.registry import choice_note
+
+    note = choice_note(directory, args.model)
+    if note:
+        print(note, file=sys.stderr)
     writer = None
     if args.jsonl:
         try:

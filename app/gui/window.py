@@ -18,6 +18,7 @@ from app.gui import actions, files
 from app.gui import agreement as agreement_ui
 from app.gui import auth as auth_ui
 from app.gui import export as export_ui
+from app.gui import models as models_ui
 from app.gui import readiness as readiness_ui
 from app.gui import recalibration as recalibration_ui
 from app.gui.display import FrameDisplay
@@ -76,6 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._make_toolbar(session, sign_in)
         self._make_docks()
         self._make_status()
+        models_ui.install(self)
         self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
         self.restore_layout()
         self.display.timer.start()
@@ -207,6 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.auth is not None and not self.auth.sign("approved", "model_changed", obj="detector model",
                                                         old=self.station.model.label, new=path or "built-in"):
             return
+        self.station.follows_champion = False  # chosen by hand: the champion's changes no longer swap it
         if path == "none":
             self.station.set_model(path, restart=False)
             self.open_source(self.station.uri)
@@ -304,6 +307,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("windowState", self.saveState())
         self.settings.sync()
         self.display.timer.stop()
+        self.models.timer.stop()  # no more looks at the model registry
         self.station.close()  # the line stops; the stores close, their last acknowledgements posted
         self.tasks.shutdown()  # running jobs end; what they and the stores posted is delivered
         super().closeEvent(event)

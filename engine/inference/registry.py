@@ -290,3 +290,17 @@ def _current(data_dir: Path, state: dict[str, Any]) -> Entry:
         if m["status"] == "champion":
             return _entry(data_dir, n, m)
     return builtin_entry("champion")
+
+
+def choice_note(data_dir: Path, explicit: str | None) -> str:
+    """One line on which model runs and why, for a station with registered models ("" for one without): the
+    champion, or the explicitly given model in its place."""
+    try:
+        if not read_state(data_dir)["models"]:
+            return ""
+        c = champion(data_dir)
+    except RegistryError:
+        return ""
+    if explicit:
+        return f"model {explicit} as asked for; the registry's champion {c.name} ({c.title}) is not used"
+    return f"model: the champion {c.name} ({c.title}, sha256 {c.sha256[:12]}...)"

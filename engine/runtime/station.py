@@ -109,6 +109,12 @@ class Station:
         self.data_dir = Path(data_dir)
         self.uri = uri or config["source"]["uri"]
         self.model = model or ModelChoice()
+        # No model asked for: the registry's champion runs (the built-in model while none is promoted), and the
+        # station follows it when it changes; an explicit model (a file, or "none") wins.
+        self.follows_champion = self.model.path is None
+        self.model_note = ""
+        if self.follows_champion:
+            self.model = ModelChoice(self.champion_path(strict), self.model.confidence)
         self.realtime, self.keep_trends, self.strict, self.reference = realtime, keep_trends, strict, reference
         pc = config["pipeline"]
         self.pipeline_config = pipeline_config or PipelineConfig(
@@ -176,6 +182,19 @@ class Station:
         self.store.submit(d, on_ack=lambda a: self.acked.emit(AckRecord(a, d, index, label)))
 
     # ------------------------------------------------------------------ the model
+
+    def champion_path(self, strict: bool = True) -> str | None:
+        """The registry's champion (None: the built-in model). A damaged registry raises ``RegistryError`` when
+        ``strict``, else the built-in model runs and :attr:`model_note` says why."""
+        from engine.inference.registry import RegistryError, champion_path
+
+        try:
+            return champion_path(self.data_dir)
+        except RegistryError as e:
+            if strict:
+                raise
+            self.model_note = f"{e}; running the built-in model"
+            return None
 
     def load_model(self) -> Any:
         """Load the chosen detector now and run it on one frame, on the calling thread (raises ``ModelError``);
