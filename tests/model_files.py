@@ -69,3 +69,21 @@ def torchscript_model(path: Path, emb_dim: int = 40) -> Path:
     torch.jit.save(m, str(path), _extra_files={"config.txt": repr({"names": {0: "scratch", 1: "dent"},
                                                                      "imgsz": [H, W], "batch": 1})})
     return path
+
+
+def perturbed_model(folder, name, shift=-0.5):
+    """The built-in weights with the class heat maps' bias shifted, and a card naming it ``name``."""
+    import hashlib
+    import json
+
+    import resources
+
+    out = folder / f"{name}.pt"
+    sd = torch.load(resources.path("builtin_detector.pt"), weights_only=True)
+    sd["heat.bias"] = sd["heat.bias"] + shift
+    torch.save(sd, out)
+    card = json.loads(resources.path("builtin_detector.json").read_text(encoding="utf-8"))
+    card.update(name=name, sha256=hashlib.sha256(out.read_bytes()).hexdigest(), weights_file=out.name,
+                lineage={"parent": "builtin", "bundles": []})
+    out.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
+    return out

@@ -1,35 +1,20 @@
 """The running window follows the registry's champion without a restart: promoted from the Models dock (signed by
 an engineer) or from the command line beside it. Real window (pytest-qt, offscreen), real models, real SQLite."""
 
-import hashlib
 import json
 
-import torch
 from PySide6 import QtCore
 
-import resources
 from app.gui.start import make_app
 from app.gui.window import MainWindow
 from engine.core.config import default_config
 from engine.inference import registry
 from engine.security import audit
 from engine.security.auth import AuthStore
+from tests.model_files import perturbed_model
 
 BADGE, PIN = "100", "1234"
 SOURCE = "sim://?seed=2&scenario=nominal&width=320&height=256&fps=30"
-
-
-def perturbed_model(folder, name, shift=-0.5):
-    """The built-in weights with the class heat maps' bias shifted, and a card naming it ``name``."""
-    out = folder / f"{name}.pt"
-    sd = torch.load(resources.path("builtin_detector.pt"), weights_only=True)
-    sd["heat.bias"] = sd["heat.bias"] + shift
-    torch.save(sd, out)
-    card = json.loads(resources.path("builtin_detector.json").read_text(encoding="utf-8"))
-    card.update(name=name, sha256=hashlib.sha256(out.read_bytes()).hexdigest(), weights_file=out.name,
-                lineage={"parent": "builtin", "bundles": []})
-    out.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
-    return out
 
 
 def _window(qtbot, data_dir, users=True):
