@@ -163,6 +163,8 @@ def challenge(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
     d = data_dir(args)
     entry = _resolve_or_add(args, args.model)
+    if entry.status == "champion":
+        raise UserError(f"{entry.name} is the champion; challenge it with another model")
     try:
         seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
     except ValueError:

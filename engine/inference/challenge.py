@@ -62,8 +62,16 @@ class _Truth(NamedTuple):
 
 
 class _GoldItem:
+    """A golden-set picture (a 144-pixel crop) pasted at its own scale in the middle of a camera-sized frame of its
+    median colour, so the model sees its defects at the size it was trained on; ``region`` is the marked region
+    in that frame, the only place judged."""
+
+    FRAME = (1280, 1024)
+
     def __init__(self, folder: Path, item: dict[str, Any], k: int) -> None:
         self.folder, self.item, self.name, self.time, self.id = folder, item, str(item.get("id", k)), 0.0, k + 1
+        self.offset = (0.0, 0.0)
+        self.region = tuple(float(v) for v in item["box"])
 
     def read(self) -> tuple[np.ndarray, list[_Truth]]:
         import cv2
@@ -73,11 +81,28 @@ class _GoldItem:
             from engine.inference.common import ModelError
 
             raise ModelError(f"gold set picture {self.item['image']} cannot be read")
+        w, h = self.FRAME
+        ih, iw = img.shape[:2]
+        frame = np.empty((h, w, 3), np.uint8)
+        frame[:] = np.median(img.reshape(-1, 3), axis=0).astype(np.uint8)
+        ox, oy = (w - iw) // 2, (h - ih) // 2
+        frame[oy:oy + ih, ox:ox + iw] = img
+        x0, y0, x1, y1 = (float(v) for v in self.item["box"])
+        self.region = (x0 + ox, y0 + oy, x1 + ox, y1 + oy)
         answer = self.item.get("answer")
         if answer in (None, "none"):
-            return img, []
-        x0, y0, x1, y1 = (float(v) for v in self.item["box"])
-        return img, [_Truth(x0, y0, x1, y1, str(answer))]
+            return frame, []
+        return frame, [_Truth(*self.region, str(answer))]
+
+
+def _in_region(frames: list[FrameMatch], items: list[_GoldItem]) -> list[FrameMatch]:
+    """Only the predictions that touch each item's marked region (the rest of the crop is not labelled)."""
+    out = []
+    for fm, it in zip(frames, items):
+        x0, y0, x1, y1 = it.region
+        keep = tuple(p for p in fm.predictions if p.x0 < x1 and p.x1 > x0 and p.y0 < y1 and p.y1 > y0)
+        out.append(FrameMatch(keep, fm.truth, fm.time_s))
+    return out
 
 
 def gold_items() -> tuple[list[_GoldItem], list[str]]:
@@ -161,8 +186,7 @@ def run_challenge(data_dir: Path, champion: Any, challenger: Any, opts: Challeng
                   progress: Progress | None = None) -> dict[str, Any]:
     """Every figure of the challenge and the verdict (see the module description), as one JSON-ready dict.
     ``champion`` and ``challenger`` are registry entries (``path`` None: the built-in model)."""
-    from engine.datasets.labelled import collect_labelled
-    from engine.inference.evaluate import collect
+    from engine.inference.evaluate import collect, collect_labelled
     from engine.sources import open_source
 
     opts = opts or ChallengeOptions()
@@ -179,9 +203,10 @@ def run_challenge(data_dir: Path, champion: Any, challenger: Any, opts: Challeng
         for role, det in dets.items():
             run = collect_labelled(items, classes, det, operating[role],
                                    progress=lambda d, n, r=role: say(f"golden set, {r}: {d}/{n}"))
-            runs[role] = run.frames
+            runs[role] = _in_region(run.frames, items)
             classes = list(run.classes)
-        evidence["gold"] = _score("gold", "the golden set (resources/gold_set): one marked region per picture",
+        evidence["gold"] = _score("gold", "the golden set (resources/gold_set): one marked region per picture, "
+                                  "each pasted at its scale in a camera-sized frame; predictions touching the region",
                                   ["resources/gold_set/gold_set.json"], runs, classes, operating, opts)
     paths = (known_bundles(data_dir) if opts.known_bundles else []) + [p for p in opts.bundles]
     paths = list(dict.fromkeys(Path(p) for p in paths))
