@@ -6,22 +6,9 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.inference.registry import lineage_text
+
 COLUMNS = ("Status", "Name", "Model", "F1 (card)", "Lineage")
-
-
-def lineage_text(lineage: Any) -> str:
-    if not lineage:
-        return ""
-    if isinstance(lineage, dict):
-        parts = []
-        parent = lineage.get("parent") or lineage.get("base")
-        if parent:
-            parts.append(f"from {str(parent)[:16]}")
-        bundles = lineage.get("bundles") or []
-        if bundles:
-            parts.append(f"{len(bundles)} bundle{'s' if len(bundles) != 1 else ''}")
-        return ", ".join(parts) or ", ".join(f"{k} {v}" for k, v in list(lineage.items())[:3])
-    return str(lineage)[:60]
 
 
 class ModelRegistryPanel(QtWidgets.QWidget):

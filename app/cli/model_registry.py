@@ -63,20 +63,9 @@ def list_models(args: argparse.Namespace, config: dict[str, Any]) -> int:
         lineage = r["lineage"]
         line = f"{r['status']:<10} {r['name']:<16} {r['sha256'][:12]}  {r['title']}; {q}"
         if lineage:
-            line += f"; lineage: {_lineage_text(lineage)}"
+            line += f"; lineage: {registry.lineage_text(lineage)}"
         print(line)
     return 0
-
-
-def _lineage_text(lineage: Any) -> str:
-    if isinstance(lineage, dict):
-        parent = lineage.get("parent") or lineage.get("base") or lineage.get("parent_sha256")
-        bundles = lineage.get("bundles") or []
-        parts = [f"from {str(parent)[:16]}"] if parent else []
-        if bundles:
-            parts.append(f"{len(bundles)} bundle(s)")
-        return ", ".join(parts) or json.dumps(lineage)[:80]
-    return str(lineage)[:80]
 
 
 def _resolve_or_add(args: argparse.Namespace, ref: str, who: str = "") -> Any:
@@ -174,15 +163,22 @@ def challenge(args: argparse.Namespace, config: dict[str, Any]) -> int:
     opts = ChallengeOptions(frames=args.frames, seeds=seeds, bundles=tuple(b.expanduser() for b in args.bundle),
                             margin=args.margin / 100.0, resamples=args.resamples)
 
+    tty, last = sys.stderr.isatty(), [""]
+
     def progress(text: str) -> None:
-        print(f"\r{text:<70}", end="", file=sys.stderr, flush=True)
+        if tty:
+            print(f"\r{text:<70}", end="", file=sys.stderr, flush=True)
+        elif text.split(":")[0] != last[0]:  # a log: one line per stage
+            last[0] = text.split(":")[0]
+            print(text, file=sys.stderr, flush=True)
 
     try:
         result = run_challenge(d, registry.champion(d), entry, opts, progress=progress)
     except (registry.RegistryError, ModelError) as e:
         raise _fail(e) from None
     finally:
-        print(file=sys.stderr)
+        if tty:
+            print(file=sys.stderr)
     if args.report is not None:
         from engine.inference.challenge_report import write_report
 

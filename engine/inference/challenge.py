@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from engine.core.frame import Box
-from engine.inference import bootstrap
+from engine.inference import bootstrap, registry
 from engine.inference.evaluate import FrameMatch
 
 AP_CONFIDENCE = 0.01  # every prediction down to this score counts for AP
@@ -217,7 +217,11 @@ def run_challenge(data_dir: Path, champion: Any, challenger: Any, opts: Challeng
         if ds is None:
             sources.append(f"{p}: no held-out frames (no test or val split with pictures)")
             continue
-        sources.append(f"{p}: {ds.split} split, {len(ds.images)} frames")
+        trained = [role for role, e in (("champion", champion), ("challenger", challenger))
+                   if str(p) in registry.lineage_bundles(e.card) or str(p.resolve()) in registry.lineage_bundles(e.card)]
+        note = f" (the {' and the '.join(trained)} trained on its train split only)" if trained else ""
+        sources.append(f"{p}: {ds.split} split, {len(ds.images)} frames{note}")
+        classes += [c for c in ds.classes if c not in classes]
         for role, det in dets.items():
             run = collect_labelled(ds.images, ds.classes, det, operating[role], category_ids=ds.category_ids,
                                    progress=lambda d, n, r=role, q=p.name: say(f"bundle {q}, {r}: {d}/{n}"))

@@ -304,3 +304,29 @@ def choice_note(data_dir: Path, explicit: str | None) -> str:
     if explicit:
         return f"model {explicit} as asked for; the registry's champion {c.name} ({c.title}) is not used"
     return f"model: the champion {c.name} ({c.title}, sha256 {c.sha256[:12]}...)"
+
+
+def lineage_text(lineage: Any) -> str:
+    """A card's lineage in a few words: the parent model and the bundles it was trained on."""
+    if not lineage:
+        return ""
+    if not isinstance(lineage, dict):
+        return str(lineage)[:60]
+    parts = []
+    parent = lineage.get("parent") or lineage.get("base")
+    if isinstance(parent, dict):
+        parent = parent.get("name") or str(parent.get("sha256", ""))[:12]
+    if parent:
+        parts.append(f"from {str(parent)[:32]}")
+    bundles = lineage.get("bundles") or []
+    if bundles:
+        names = [Path(str(b.get("path", "?") if isinstance(b, dict) else b)).name for b in bundles]
+        parts.append(f"on {len(names)} bundle{'s' if len(names) != 1 else ''} ({', '.join(names[:3])})")
+    return ", ".join(parts) or ", ".join(f"{k} {v}" for k, v in list(lineage.items())[:3])
+
+
+def lineage_bundles(card: dict[str, Any]) -> list[str]:
+    """The paths of the bundles a card's lineage says the model was trained on."""
+    lineage = card.get("lineage") if isinstance(card, dict) else None
+    bundles = lineage.get("bundles") if isinstance(lineage, dict) else None
+    return [str(b.get("path") if isinstance(b, dict) else b) for b in bundles or []]

@@ -1,20 +1,15 @@
 """Champion against challenger: the bootstrap intervals, the verdict, and a whole challenge on real evidence (the
 golden set, a labelled held-out split the station exported, the simulated reference line) with real inference."""
 
-import json
-
 import cv2
 import numpy as np
 import pytest
 
 from engine.core.frame import Box
-from engine.inference import bootstrap, registry
-from engine.inference.challenge import ChallengeOptions, known_bundles, run_challenge, verdict
-from engine.inference.challenge_report import text_summary, write_report
+from engine.inference import bootstrap
+from engine.inference.challenge import verdict
 from engine.inference.evaluate import FrameMatch, evaluate
-from engine.security import audit
 from engine.sources import open_source
-from tests.model_files import perturbed_model
 
 CLASSES = ("scratch", "dent", "contamination")
 
@@ -111,8 +106,10 @@ def yolo_held_out(folder, seed=4, frames=6):
     src = open_source(f"sim://?seed={seed}&scenario=new-variant&realtime=0", realtime=False)
     src.open()
     try:
+        src.skip(18)  # the first parts enter the view
         for k in range(frames):
             f = src.read()
+            src.skip(6)
             h, w = f.image.shape[:2]
             cv2.imwrite(str(folder / "images" / "test" / f"{k}.png"), f.image)
             lines = [f"{CLASSES.index(b.class_name)} {(b.x0 + b.x1) / 2 / w:.6f} {(b.y0 + b.y1) / 2 / h:.6f} "
@@ -122,28 +119,3 @@ def yolo_held_out(folder, seed=4, frames=6):
         src.close()
     (folder / "data.yaml").write_text(f"path: {folder}\ntest: images/test\nnames: {list(CLASSES)}\n", encoding="utf-8")
     return folder
-
-
-def test_a_whole_challenge_on_the_golden_set_an_exported_held_out_split_and_the_replay(data_dir, tmp_path):
-    bundle = yolo_held_out(tmp_path / "drifted")
-    audit.record(data_dir, "exported", obj=str(bundle), user="ann")  # as `export` records a bundle it wrote
-    assert known_bundles(data_dir) == [bundle]
-    challenger, _ = registry.add(data_dir, perturbed_model(tmp_path, "bolder", shift=0.5))
-    said = []
-    r = run_challenge(data_dir, registry.champion(data_dir), challenger,
-                      ChallengeOptions(frames=3, seeds=(0,), resamples=200), progress=said.append)
-    assert any("bundle drifted" in s for s in said) and any("replay seed 0" in s for s in said)
-    ev = r["evidence"]
-    assert ev["gold"]["frames"] == 24 and ev["bundles"]["frames"] == 6 and ev["replay"]["frames"] == 3
-    assert "test split, 6 frames" in ev["bundles"]["sources"][0]
-    for e in ev.values():
-        for role in ("champion", "challenger"):
-            o = e[role]["overall"]["f1"]
-            assert o["low"] <= o["value"] <= o["high"]
-    assert r["champion"]["name"] == "builtin" and r["challenger"]["sha256"] == challenger.sha256
-    assert isinstance(r["verdict"]["promote"], bool) and r["verdict"]["reason"]
-    json.dumps(r)  # everything machine-readable
-    assert "verdict: " in text_summary(r)
-    html = write_report(r, tmp_path / "challenge.html", data_dir).read_text(encoding="utf-8")
-    assert "Model challenge" in html and r["verdict"]["reason"][:40] in html.replace("&#39;", "'")
-    assert "Audit chain head" in html and "<svg" in html
