@@ -47,7 +47,10 @@ class ModelRegistryPanel(QtWidgets.QWidget):
         self.rollback.setObjectName("rollbackModel")
         self.rollback.setToolTip("Run the champion before this one again; this one is retired (signed by an engineer)")
         self.rollback.clicked.connect(self.rollback_requested.emit)
-        buttons = QtWidgets.QHBoxLayout()
+        self.buttons = QtWidgets.QWidget()  # the shell gates this box by permission; the buttons by selection
+        self.buttons.setObjectName("modelRegistryButtons")
+        buttons = QtWidgets.QHBoxLayout(self.buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addWidget(self.promote)
         buttons.addWidget(self.rollback)
         buttons.addStretch(1)
@@ -55,7 +58,7 @@ class ModelRegistryPanel(QtWidgets.QWidget):
         lay.addWidget(self.running)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.card)
-        lay.addLayout(buttons)
+        lay.addWidget(self.buttons)
         self._update_buttons()
 
     def set_models(self, rows: list[dict[str, Any]]) -> None:

@@ -177,7 +177,10 @@ class ModelsController:
 
 def install(window: Any) -> ModelsController:
     """The Models dock beside the others, and the periodic look at the registry."""
+    from app.gui.auth import PERMISSION_PROPERTY
+
     c = ModelsController(window)
+    c.panel.buttons.setProperty(PERMISSION_PROPERTY, "models")  # promote and rollback: engineers and admins
     window.models = c
     window.dock_models = window._dock("Models", "modelsDock", c.panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
     window.tabifyDockWidget(window.dock_events, window.dock_models)

@@ -86,7 +86,9 @@ def test_an_operator_cannot_promote_from_the_dock(qtbot, data_dir, tmp_path):
     panel.pin.setText("5678")
     qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.auth.locked and bool(w.models.panel.rows), timeout=20000)
-    w.models.promote(entry.name, pin="5678")
+    assert not w.models.panel.buttons.isEnabled()  # the dock's buttons are greyed out for an operator
+    assert "engineer" in w.models.panel.buttons.toolTip()
+    w.models.promote(entry.name, pin="5678")  # and the action itself refuses
     qtbot.waitUntil(lambda: not w.tasks.busy, timeout=20000)
     assert registry.champion(data_dir).name == registry.BUILTIN
     assert "needs the engineer role; Otto Operator is signed in as operator" in _events(w)
