@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.files import write_atomic
+from engine.inference.registry import lineage_text
 from engine.reports import render
 from engine.reports.svg import BLUE, GREEN, GREY, RED, Chart
 
@@ -53,7 +54,7 @@ def _f1_chart(r: dict[str, Any]) -> Any:
             xm = x0 + 0.15
             ch.line([xm, xm], [iv["low"], iv["high"]], "#1d1d1f", 1.5)
     ch.xticks([(i + 0.5, k) for i, k in enumerate(names)])
-    ch.yticks([(v, f"{v:.1f}") for v in (0, 0.25, 0.5, 0.75, 1.0)], "F1")
+    ch.yticks([(v, f"{v:.1f}") for v in (0, 0.2, 0.4, 0.6, 0.8, 1.0)], "F1")
     return ch.frame().svg()
 
 
@@ -63,6 +64,7 @@ def write_report(r: dict[str, Any], out: Path, data_dir: Path, config: dict[str,
 
     html = render("challenge.html.j2", audit_anchor=stamp(Path(data_dir), station_id(config or {})), r=r,
                   chart=_f1_chart(r), roles=ROLES, grey=GREY, blue=BLUE, green=GREEN, red=RED,
-                  metrics=("precision", "recall", "f1", "ap50"), fmt=_iv)
+                  metrics=("precision", "recall", "f1", "ap50"), fmt=_iv,
+                  lineage={role: lineage_text(r[role].get("lineage")) for role in ROLES})
     write_atomic(Path(out), html)
     return Path(out)
