@@ -102,3 +102,25 @@ def test_a_damaged_registry_is_one_sentence(data_dir, tmp_path, capsys):
         Station(default_config(), data_dir, feedback=False, strict=True)
     lenient = Station(default_config(), data_dir, feedback=False)  # the window: the built-in model, and why
     assert lenient.model.path is None and "is damaged" in lenient.model_note
+
+
+def test_run_headless_says_it_runs_the_champion_or_the_model_asked_for(data_dir, tmp_path, capsys):
+    entry, _ = registry.add(data_dir, perturbed_model(tmp_path, "headless-champion"))
+    registry.promote(data_dir, entry.name)
+    src = "sim://?seed=3&width=320&height=256"
+    code, _, err = run(capsys, "run", "--headless", "--source", src, "--frames", "2", "--data-dir", str(data_dir))
+    assert code == 0 and f"model: the champion {entry.name} (headless-champion" in err
+    code, _, err = run(capsys, "run", "--headless", "--source", src, "--frames", "2", "--model", "none",
+                       "--data-dir", str(data_dir))
+    assert code == 0 and f"model none as asked for; the registry's champion {entry.name}" in err
+
+
+def test_an_onnx_model_is_registered_with_a_card_and_runs_as_champion(data_dir, tmp_path):
+    from tests.model_files import onnx_model
+
+    path = onnx_model(tmp_path / "user.onnx")
+    entry, new = registry.add(data_dir, path)
+    assert new and entry.path.suffix == ".onnx" and entry.card["sha256"] == entry.sha256
+    registry.promote(data_dir, registry.resolve(data_dir, entry.sha256[:6]).name)
+    det = Station(default_config(), data_dir, feedback=False).load_model()
+    assert det.sha256 == entry.sha256
