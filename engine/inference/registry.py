@@ -194,7 +194,8 @@ def resolve(data_dir: Path, ref: str) -> Entry | None:
             return e
     if len(ref) < 4:
         return None
-    hits = [e for e in all_ if e.sha256.startswith(ref) or e.name.startswith(ref) or e.name[2:].startswith(ref)]
+    hits = [e for e in all_ if e.sha256.startswith(ref) or e.name.startswith(ref)
+            or (e.name.startswith("m-") and e.name[2:].startswith(ref))]
     if len(hits) > 1:
         raise RegistryError(f"{ref!r} matches {len(hits)} models ({', '.join(e.name for e in hits)}); give more of "
                             "the name")
