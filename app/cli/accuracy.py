@@ -131,27 +131,10 @@ def _ci(fig: dict[str, Any]) -> str:
     return f"{fig['value']:.3f} [{fig['low']:.3f}, {fig['high']:.3f}] n={fig['n']}"
 
 
-def gather(directory: Any, config: dict[str, Any], since: float | None) -> dict[str, Any]:
-    """Every figure of the report, read from the data folder (also what the window's tile shows)."""
-    from engine.monitoring.trends import read_events, read_trend
-    from engine.review.accuracy import corrected_frames, field_accuracy, shadow_outcomes
-    from engine.runtime.field import ESTIMATE_METRIC, SUGGESTION_EVENT
-
-    acc = config.get("accuracy") or {}
-    out = field_accuracy(directory, since, acc.get("shift_starts_h") or (6, 14, 22))
-    trend = read_trend(directory, ESTIMATE_METRIC, since)
-    out["expected_precision"] = ({"value": round(float(trend[-1]["mean"]), 4), "minute": trend[-1]["minute"],
-                                  "trend": [{"minute": r["minute"], "value": round(float(r["mean"]), 4)}
-                                            for r in trend[-240:]]} if trend else None)
-    out["shadow"] = shadow_outcomes(directory, since)
-    out["corrected_frames"] = corrected_frames(directory)
-    events = [e for e in read_events(directory, since) if e["kind"] == SUGGESTION_EVENT]
-    out["suggestion"] = events[-1]["detail"] if events else None
-    return out
-
-
 def report(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    out = gather(data_dir(args), config, when(args.since))
+    from engine.runtime.field import field_report
+
+    out = field_report(data_dir(args), config, when(args.since))
     if args.json:
         print(json.dumps(out))
         return 0

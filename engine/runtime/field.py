@@ -182,3 +182,23 @@ class FieldWatch:
         elif st.store is not None:
             st.queue.append((held, SHADOW_REASON))  # deque appends are atomic; the worker appends too
             st.queue_changed.emit(len(st.queue))
+
+
+def field_report(data_dir: Any, config: dict[str, Any], since: float | None = None) -> dict[str, Any]:
+    """Every stored figure of field accuracy (disk: off a GUI thread): the sampled precision and recall with their
+    intervals, per class, shift and hour; the label-free estimate kept per minute with the drift trends; who was
+    right on the shadow frames kept with the challenger's boxes; corrected frames; the latest retrain suggestion."""
+    from engine.monitoring.trends import read_events, read_trend
+    from engine.review.accuracy import field_accuracy, shadow_outcomes
+
+    acc = config.get("accuracy") or {}
+    out = field_accuracy(data_dir, since, acc.get("shift_starts_h") or (6, 14, 22))
+    trend = read_trend(data_dir, ESTIMATE_METRIC, since)
+    out["expected_precision"] = ({"value": round(float(trend[-1]["mean"]), 4), "minute": trend[-1]["minute"],
+                                  "trend": [{"minute": r["minute"], "value": round(float(r["mean"]), 4)}
+                                            for r in trend[-240:]]} if trend else None)
+    out["shadow"] = shadow_outcomes(data_dir, since)
+    out["corrected_frames"] = corrected_frames(data_dir)
+    events = [e for e in read_events(data_dir, since) if e["kind"] == SUGGESTION_EVENT]
+    out["suggestion"] = events[-1]["detail"] if events else None
+    return out
