@@ -93,7 +93,7 @@ class FieldWatch:
     def _check_suggestion(self, when: float, sequence: int) -> None:
         st = self.station
         monitor = st.monitor
-        alarm = monitor is not None and monitor.overall_level() == "alarm"
+        alarm = monitor is not None and monitor.overall_level == "alarm"
         if self._corrected_stored is None:
             try:
                 self._corrected_stored = corrected_frames(st.data_dir)

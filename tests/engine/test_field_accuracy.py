@@ -214,3 +214,33 @@ def test_shifts_run_from_each_start_to_the_next():
     t = time.mktime((2026, 3, 2, 7, 30, 0, 0, 0, -1))
     assert shift_of(t, (6, 14, 22)) == "06:00-14:00"
     assert shift_of(t - 3 * 3600, (6, 14, 22)) == "22:00-06:00"
+
+
+def test_the_station_suggests_retraining_under_a_drift_alarm_and_keeps_the_estimate(data_dir, tmp_path):
+    from engine.inference.confidence import Calibration
+    from engine.monitoring.reference import Reference
+    from engine.monitoring.stats import cpu_stats
+    from engine.runtime.field import field_report
+
+    src = open_source("sim://?seed=100&width=320&height=256")
+    src.open()
+    ref = Reference.build(((cpu_stats(src.read().image), None) for _ in range(150)), {"source": "test"})
+    src.close()
+    cfg = copy.deepcopy(default_config())
+    cfg["drift"]["reference"] = str(ref.save(tmp_path / "ref.npz"))
+    cfg["accuracy"].update(floor=0.95, min_corrected_frames=0)
+    Calibration(load_detector(None).name, (1.0,), (0.9,)).save(data_dir)  # every box shown is worth 0.9
+    uri = "sim://?seed=5&scenario=lens-change&width=320&height=256&realtime=0&start=150"
+    station = Station(cfg, data_dir, uri=uri, realtime=False, pipeline_config=PipelineConfig(max_frames=120))
+    suggested = []
+    station.events.connect(lambda ev: suggested.append(ev.message) if ev.kind == "retrain-suggested" else None)
+    try:
+        station.load_model()
+        station.open_source(uri)
+        station.pipeline.join(120)
+    finally:
+        station.close()
+    assert station.field.expected_precision == pytest.approx(0.9)
+    assert len(suggested) == 1 and "0.90 is below the floor 0.95" in suggested[0]
+    out = field_report(data_dir, cfg)
+    assert out["suggestion"] == suggested[0] and out["expected_precision"]["value"] == pytest.approx(0.9)
