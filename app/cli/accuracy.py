@@ -34,8 +34,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="the label-free estimate per stretch of a simulated run beside the true figures")
     _span_args(e, frames=300)
     e.add_argument("--buckets", type=positive_int, default=6, help="equal spans of simulated time (default 6)")
-    e.add_argument("--window", type=positive_int, help="also print the estimate over the last N frames at the end "
-                                                       "of each stretch (default: the stretch's own frames)")
     e.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     e.set_defaults(func=estimate)
 

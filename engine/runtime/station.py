@@ -85,13 +85,15 @@ class Station:
     Announcements (``station.<name>.connect(fn)``), and the thread each fires on:
 
     - ``events(SourceEvent)``: the pipeline's source events, on its worker thread; alarms (kind ``"alarm"``) too.
+      A suggestion to retrain (kind ``"retrain-suggested"``, :mod:`engine.runtime.field`) too, once.
     - ``problem(str)``: one sentence about something the station works around, on the calling thread.
     - ``frame_done(FrameResult)``: every processed frame, on the pipeline's worker thread (headless sinks).
     - ``batch(BatchPoint)``: a drift batch closed, on the pipeline's worker thread.
     - ``marked(time, kind)``: an event to draw on the trends (model loaded, source opened, recalibration), on the
       pipeline's worker thread or the calling thread.
     - ``model_ready(detector)``: a detector was loaded (pipeline worker) or reused (calling thread).
-    - ``queue_changed(int)``: the review queue's length, on the pipeline's worker or the calling thread.
+    - ``queue_changed(int)``: the review queue's length, on the pipeline's worker, the shadow model's thread
+      (a disagreement queued with reason ``shadow``, see :meth:`start_shadow`) or the calling thread.
     - ``acked(AckRecord)``: a decision is durable or failed, on the feedback store's writer thread.
     - ``opened(str)``, ``stopped()``, ``monitor_changed(DriftMonitor | None)``: on the calling thread.
     - ``classes_changed(tuple[str, ...])``: the running model's classes differ from the last ones, with
