@@ -86,9 +86,9 @@ def estimate(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.inference.evaluate import evaluate_buckets
 
     cal = load_calibration(data_dir(args))
-    det, operating, frames = _collect(args)
     if cal is None:
         raise UserError("no calibration in the data folder: run `inspection-station accuracy calibrate` first")
+    det, operating, frames = _collect(args)
     if cal.model != det.name:
         raise UserError(f"the calibration was made for {cal.model}, not {det.name}")
     buckets = evaluate_buckets(frames, det.classes, operating, args.buckets)

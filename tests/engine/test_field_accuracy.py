@@ -244,3 +244,17 @@ def test_the_station_suggests_retraining_under_a_drift_alarm_and_keeps_the_estim
     assert len(suggested) == 1 and "0.90 is below the floor 0.95" in suggested[0]
     out = field_report(data_dir, cfg)
     assert out["suggestion"] == suggested[0] and out["expected_precision"]["value"] == pytest.approx(0.9)
+
+
+def test_a_headless_run_with_a_shadow_model_reports_its_counts(data_dir, capsys):
+    from app.cli import main
+
+    assert main(["--data-dir", str(data_dir), "accuracy", "estimate", "--frames", "1"]) == 2
+    assert "accuracy calibrate" in capsys.readouterr().err
+    assert main(["--data-dir", str(data_dir), "run", "--headless", "--source", SIM, "--frames", "12",
+                 "--reference", "none", "--shadow", "builtin", "--shadow-share", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    shadow = summary["shadow"]
+    assert summary["frames"] == 12 and shadow["offered"] >= 1
+    assert shadow["offered"] == shadow["shadowed"] + shadow["skipped"] + shadow["failed"]
+    assert shadow["agreed"] == shadow["shadowed"] and shadow["disagreed"] == 0  # the same model agrees with itself
