@@ -38,12 +38,21 @@ class AccuracyView(QtCore.QObject):
         self._live.timeout.connect(self.show_live)
         self._live.start()
         self._shadow_snap: dict[str, Any] | None = None
+        self.closed = False
+        window.installEventFilter(self)  # the timers stop when the window closes, before its task runner does
         QtCore.QTimer.singleShot(0, self.refresh)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 - Qt's name
+        if obj is self.w and event.type() == QtCore.QEvent.Type.Close:
+            self.closed = True
+            self._stored.stop()
+            self._live.stop()
+        return False
 
     # ------------------------------------------------------------------ stored figures (task runner)
 
     def refresh(self) -> None:
-        if self.reading:
+        if self.reading or self.closed:
             return
         from engine.runtime.field import field_report
 
@@ -80,6 +89,8 @@ class AccuracyView(QtCore.QObject):
             self.start_shadow(path)
 
     def start_shadow(self, path: str | None) -> None:
+        if self.closed:
+            return
         self.tile.start_button.setEnabled(False)
         self.w.report("model", f"loading {path or 'the built-in model'} to run in shadow")
         self.w.tasks.run(self.w.station.start_shadow, path, on_done=self._started, on_error=self._refused)
@@ -93,6 +104,8 @@ class AccuracyView(QtCore.QObject):
         self.w.report("error", f"the shadow model cannot run: {e}")
 
     def stop_shadow(self) -> None:
+        if self.closed:
+            return
         self.tile.stop_button.setEnabled(False)
         self.w.tasks.run(self.w.station.stop_shadow, on_done=self._stopped)
 
