@@ -42,7 +42,7 @@ class AccuracyView(QtCore.QObject):
         window.installEventFilter(self)  # the timers stop when the window closes, before its task runner does
         QtCore.QTimer.singleShot(0, self.refresh)
 
-    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
         if obj is self.w and event.type() == QtCore.QEvent.Type.Close:
             self.closed = True
             self._stored.stop()
