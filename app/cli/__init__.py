@@ -22,7 +22,7 @@ from engine.core.errors import StationError
 
 # Modules under app/cli, each with ``register(subparsers, common_parser)``.
 COMMAND_MODULES = ("gui", "run", "bench", "scenarios", "model", "eval", "doctor", "stats", "reference", "feedback",
-                   "users", "audit", "export", "bundle", "readiness", "agreement", "calibrate")
+                   "users", "audit", "export", "bundle", "readiness", "agreement", "calibrate", "accuracy")
 
 
 def _common() -> argparse.ArgumentParser:

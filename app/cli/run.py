@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import EXIT_NOT_STORED, UserError, data_dir, positive_int
+from app.cli.common import EXIT_NOT_STORED, UserError, data_dir, fraction, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -27,14 +27,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                                        "'none': statistics only)")
     r.add_argument("--model", help="an ONNX, .pt2 or TorchScript detector (default: the built-in model; 'none': no detector)")
     r.add_argument("--confidence", type=float, help="score a detection needs to be reported (default: the model's)")
+    r.add_argument("--shadow", metavar="MODEL",
+                   help="headless: also run this model in shadow on a share of the frames ([shadow] share; "
+                        "'builtin' for the built-in model); disagreements go for review, counts to the summary")
+    r.add_argument("--shadow-share", type=fraction, help="the share of frames the shadow model sees "
+                                                         "(default: [shadow] share)")
     r.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, config: dict[str, Any]) -> int:
     if args.headless:
         return run_headless(args, config)
-    if args.frames or args.jsonl:
-        raise UserError("--frames and --jsonl need --headless")
+    if args.frames or args.jsonl or args.shadow:
+        raise UserError("--frames, --jsonl and --shadow need --headless")
     from app.cli.common import gui
 
     return gui.run(args, config)
@@ -70,6 +75,11 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     note = choice_note(directory, args.model)
     if note:
         print(note, file=sys.stderr)
+    if args.shadow:
+        try:
+            station.start_shadow(None if args.shadow == "builtin" else args.shadow, args.shadow_share)
+        except ModelError as e:
+            raise UserError(f"the shadow model: {e}") from None
     writer = None
     if args.jsonl:
         try:
@@ -100,8 +110,15 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
         pipe.join(timeout=10)
         raise
     finally:
+        shadow = station.stop_shadow()
         station.close(timeout=10)  # the last acknowledgements are in before the summary
         summary = station.summary()
+        if shadow is not None:
+            summary["shadow"] = {**shadow, "judged": dict(station.field.shadow_judged())}
+        if station.field.expected_precision is not None:
+            summary["expected_precision"] = round(station.field.expected_precision, 4)
+        if station.field.suggestion:
+            summary["suggestion"] = station.field.suggestion
         if args.auto_review:
             summary["reviews"] = station.review_summary()
             summary.pop("error", None)
@@ -153,7 +170,9 @@ class _Progress:
 
     def event(self, ev: Any) -> None:
         # The final error is said once, by the command; here only what happened along the way.
-        if ev.kind not in ("opened", "failed") and not (ev.kind == "unavailable" and self.n == 0):
+        if ev.kind == "retrain-suggested":
+            print(("\n" if self.tty and self.n else "") + ev.message, file=sys.stderr)
+        elif ev.kind not in ("opened", "failed") and not (ev.kind == "unavailable" and self.n == 0):
             print(("\n" if self.tty and self.n else "") + f"source {ev.kind}: {ev.message}", file=sys.stderr)
 
     def done(self) -> None:

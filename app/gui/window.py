@@ -14,6 +14,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui import accuracy as accuracy_ui
 from app.gui import actions, files
 from app.gui import agreement as agreement_ui
 from app.gui import auth as auth_ui
@@ -76,6 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
         actions.make_actions(self)
         self._make_toolbar(session, sign_in)
         self._make_docks()
+        accuracy_ui.install(self)
         self._make_status()
         models_ui.install(self)
         self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)

@@ -24,7 +24,7 @@ class RouterConfig:
 class ReviewRouter:
     """Routes frames to the review queue with a reason, under an hourly cap (wall clock)."""
 
-    REASONS = ("near-threshold", "novel", "drift-alarm", "data-campaign", "agreement-sample")
+    REASONS = ("near-threshold", "novel", "drift-alarm", "data-campaign", "agreement-sample", "shadow")
 
     def __init__(self, cfg: RouterConfig | None = None, seed: int = 0) -> None:
         self.cfg = cfg or RouterConfig()

@@ -28,6 +28,7 @@ from engine.monitoring.reference import ReferenceError
 from engine.monitoring.trends import TrendStore, read_events, read_trend
 from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore
 from engine.review.router import ReviewRouter, RouterConfig
+from engine.runtime.field import FieldWatch
 from engine.runtime.pipeline import FrameResult, Pipeline, PipelineConfig, SourceEvent, State
 from engine.runtime.review_session import AckRecord, ReviewSession, frame_for_review
 from engine.sources import open_source
@@ -84,13 +85,15 @@ class Station:
     Announcements (``station.<name>.connect(fn)``), and the thread each fires on:
 
     - ``events(SourceEvent)``: the pipeline's source events, on its worker thread; alarms (kind ``"alarm"``) too.
+      A suggestion to retrain (kind ``"retrain-suggested"``, :mod:`engine.runtime.field`) too, once.
     - ``problem(str)``: one sentence about something the station works around, on the calling thread.
     - ``frame_done(FrameResult)``: every processed frame, on the pipeline's worker thread (headless sinks).
     - ``batch(BatchPoint)``: a drift batch closed, on the pipeline's worker thread.
     - ``marked(time, kind)``: an event to draw on the trends (model loaded, source opened, recalibration), on the
       pipeline's worker thread or the calling thread.
     - ``model_ready(detector)``: a detector was loaded (pipeline worker) or reused (calling thread).
-    - ``queue_changed(int)``: the review queue's length, on the pipeline's worker or the calling thread.
+    - ``queue_changed(int)``: the review queue's length, on the pipeline's worker, the shadow model's thread
+      (a disagreement queued with reason ``shadow``, see :meth:`start_shadow`) or the calling thread.
     - ``acked(AckRecord)``: a decision is durable or failed, on the feedback store's writer thread.
     - ``opened(str)``, ``stopped()``, ``monitor_changed(DriftMonitor | None)``: on the calling thread.
     - ``classes_changed(tuple[str, ...])``: the running model's classes differ from the last ones, with
@@ -133,6 +136,7 @@ class Station:
         self.trend_store: TrendStore | None = None
         self._history_loaded: set[str] = set()
         self.router = ReviewRouter(RouterConfig())
+        self.router.cfg.sample_rate = float((config.get("accuracy") or {}).get("sample_share", 0.01))
         self.queue: deque = deque(maxlen=500)  # (FrameResult, reason), appended on the pipeline's worker
         self._auto: Any = None
         self.auto_counts = AutoReviewCounts()
@@ -144,6 +148,8 @@ class Station:
         if feedback:
             self.open_store()
         self.review = ReviewSession(self)
+        self.field = FieldWatch(self)  # the label-free estimate, the suggestion to retrain, the shadow model
+        self.acked.connect(self.field.on_ack)
 
     # ------------------------------------------------------------------ who
 
@@ -279,6 +285,19 @@ class Station:
         if detector is not None and hasattr(detector, "confidence"):
             detector.confidence = float(value)  # read by the worker on its next frame
 
+    def start_shadow(self, path: str | None, share: float | None = None) -> Any:
+        """Run the model at ``path`` (None: the built-in one) in shadow on ``share`` of the live frames (default
+        ``[shadow] share``), on its own thread, from the next frame on. Loads it on the calling thread (raises
+        ``ModelError``); the running model is not touched."""
+        from engine.inference import load_detector
+
+        detector = load_detector(path or None)
+        return self.field.start_shadow(detector, share, name=f"{detector.name} ({path or 'built-in'})")
+
+    def stop_shadow(self) -> dict[str, Any] | None:
+        """Stop the shadow model; its last counts, or None when none ran."""
+        return self.field.stop_shadow()
+
     @property
     def model_name(self) -> str:
         return str(getattr(self.detector, "name", "") or "")
@@ -363,6 +382,7 @@ class Station:
         for p in self._retired:
             p.join(timeout=timeout)
         self._retired = []
+        self.field.stop_shadow()
         if self.trend_store is not None:
             self.trend_store.close()
             self.trend_store = None
@@ -401,6 +421,7 @@ class Station:
 
     def _on_batch(self, point: BatchPoint) -> None:
         """On the pipeline's worker: hand the batch to the trend store's writer (never blocks), announce it."""
+        point = self.field.on_batch(point)
         store = self.trend_store
         if store is not None:
             store.add_batch(point)
@@ -431,6 +452,7 @@ class Station:
             if why is not None:
                 self.queue.append((result, why))
                 self.queue_changed.emit(len(self.queue))
+        self.field.on_frame(result)
         self.frame_done.emit(result)
 
     # ------------------------------------------------------------------ the headless operator
