@@ -166,6 +166,11 @@ class ReviewPanel(QtWidgets.QWidget):
         self.saved.setStyleSheet("color:#43a047; font-weight:bold;")
         self.saved.setText(f"Saved ✓ {what} ({latency_ms:.0f} ms)")
 
+    def clear_saved(self) -> None:
+        """Another frame, or back to live: the last frame's save status goes with it (failures stay)."""
+        if not self.saved.text().startswith("NOT saved"):
+            self.saved.setText("")
+
     def show_failed(self, message: str) -> None:
         self.saved.setStyleSheet("color:#e53935; font-weight:bold;")
         self.saved.setText(f"NOT saved: {message}")

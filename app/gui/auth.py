@@ -145,7 +145,7 @@ class AuthController(QtCore.QObject):
                                "Lock the station; the same or another badge signs in again")
         self.act_switch = action("Switch operator", "Ctrl+Shift+U", self.switch_user,
                                  "Shift change: the next operator signs in")
-        self.act_verify = action("Verify audit trail", "Ctrl+Shift+A", self.verify_audit,
+        self.act_verify = action("Verify audit trail", "Ctrl+Shift+T", self.verify_audit,
                                  "Check the audit trail's hash chain and the decisions it covers")
         menu = w.menuBar().addMenu("&User")
         menu.setObjectName("userMenu")

@@ -20,9 +20,10 @@ from app.gui import auth as auth_ui
 from app.gui import export as export_ui
 from app.gui import readiness as readiness_ui
 from app.gui import recalibration as recalibration_ui
-from app.gui.display import FrameDisplay
+from app.gui.display import FrameDisplay, ShiftTally
 from app.gui.drift_view import DriftView
 from app.gui.review_view import ReviewView
+from app.gui.roles import RoleViews
 from app.gui.tasks import TaskRunner
 from engine.monitoring.stats import SCALARS
 from engine.runtime.pipeline import SourceEvent
@@ -30,14 +31,17 @@ from engine.runtime.station import ModelChoice, Station
 from engine.simulation.scenarios import SCENARIOS
 from engine.sources import SourceError
 from widgets.drift_panel import DriftPanel
+from widgets.drift_strip import DriftStrip
 from widgets.live_view import LiveView
 from widgets.model_panel import ModelControls
 from widgets.review_panel import ReviewPanel
 from widgets.source_panel import EventLog, SourceChooser, ValuesTable
+from widgets.state_banner import ShiftCounts, StateBanner
 
 SIM_PRESETS = [(f"Simulated line — {name}", f"sim://?seed=0&scenario={name}") for name in SCENARIOS]
 CAMERA_PRESETS = [("USB camera 0", "cam://0"), ("USB camera 1", "cam://1")]
 ERROR_KINDS = ("error", "unavailable", "failed", "model-error")
+NARROW = 1280  # below this width the toolbar's buttons are icons only
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -59,7 +63,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_controls.confidence_changed.connect(self.station.set_confidence)
 
         self.live = LiveView()
-        self.setCentralWidget(self.live)
+        self.banner = StateBanner()
+        self.counts = ShiftCounts()
+        self.shift = ShiftTally()
+        self.drift_strip = DriftStrip(list(SCALARS) + ["grid_drift", "uniformity_drift", "novel_rate"])
+        self.setCentralWidget(self._make_centre())
         self.chooser = SourceChooser(SIM_PRESETS + CAMERA_PRESETS, current=self.station.uri)
         self.chooser.source_chosen.connect(self.open_source)
         self.chooser.browse_requested.connect(self._browse)
@@ -77,7 +85,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._make_docks()
         self._make_status()
         self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
+        self.views = RoleViews(self, self._view_menu)
+        if getattr(self, "act_recalibrate", None) is not None:
+            self.views.cockpit.addAction(self.act_recalibrate)  # the technician's one click to recalibrate
+        self.drift_strip.open_detail.connect(self.views.open_drift)
         self.restore_layout()
+        if self.auth is not None:
+            self.auth.session_changed.connect(lambda: self.views.for_role(getattr(self.auth.session, "role", None)))
         self.display.timer.start()
         if autostart:
             self.open_source(self.station.uri)
@@ -93,6 +107,20 @@ class MainWindow(QtWidgets.QMainWindow):
         s.model_ready.connect(deliver(self._model_ready))
         s.classes_changed.connect(deliver(self._classes_changed))
         s.opened.connect(lambda description: self.lbl_source.setText(description))  # the GUI thread opens
+        s.frame_done.connect(self.shift.count_frame)  # on the worker: two integers, read by the display timer
+
+    def _make_centre(self) -> QtWidgets.QWidget:
+        """The image with the state banner over it, and the shift's counts and the drift lights under it."""
+        centre = QtWidgets.QWidget()
+        centre.setObjectName("centre")
+        lay = QtWidgets.QVBoxLayout(centre)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.live, 1)
+        lay.addWidget(self.counts)
+        lay.addWidget(self.drift_strip)
+        return centre
 
     def _make_toolbar(self, session: Any, sign_in: bool) -> None:
         tb = self.addToolBar("Line")
@@ -102,13 +130,17 @@ class MainWindow(QtWidgets.QMainWindow):
         for a in (self.act_start, self.act_pause, self.act_stop):
             tb.addAction(a)
         tb.addSeparator()
+        # Widgets go in as QWidgetActions: when the window is narrow the toolbar's extension button (») shows
+        # what no longer fits; the same commands are in the Station and View menus too.
         tb.addWidget(self.chooser)
         tb.addSeparator()
         tb.addWidget(self.model_controls)
         tb.addSeparator()
         tb.addAction(self.act_truth)
+        self.toolbar = tb
         menu = self.menuBar().addMenu("&Station")
-        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open, self.act_model):
+        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open, self.act_model,
+                  self.act_conf_down, self.act_conf_up):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(self.act_quit)
@@ -290,18 +322,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
     def restore_layout(self) -> None:
+        """The window's size as it was left, and the view of the signed-in role (else the one last used), with
+        that view's docks as they were left."""
         geometry = self.settings.value("geometry")
-        state = self.settings.value("windowState")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
             self.resize(1400, 900)
-        if state is not None:
-            self.restoreState(state)
+        session = getattr(self.auth, "session", None)
+        if session is not None:
+            self.views.for_role(session.role)
+        else:
+            self.views.use(str(self.settings.value("layout/view", "operator")))
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        style = (QtCore.Qt.ToolButtonStyle.ToolButtonIconOnly if event.size().width() < NARROW
+                 else QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        if self.toolbar.toolButtonStyle() != style:
+            self.toolbar.setToolButtonStyle(style)
+        super().resizeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("windowState", self.saveState())
+        self.views.save()
         self.settings.sync()
         self.display.timer.stop()
         self.station.close()  # the line stops; the stores close, their last acknowledgements posted
