@@ -125,6 +125,7 @@ class AuthController(QtCore.QObject):
         if session is None:
             self.show_lock("Inspection Station — sign in")
         else:
+            self._show_operator(session)
             self._log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window opened")
         QtCore.QTimer.singleShot(0, self.apply)  # after the window (and every feature) has added its actions
 
@@ -273,13 +274,16 @@ class AuthController(QtCore.QObject):
         self._locked_badge = ""
         session.touch()
         self.lock_screen.hide()
+        self._show_operator(session)
+        self.apply()
+        self.session_changed.emit()
+
+    def _show_operator(self, session: Session) -> None:
         review = getattr(self.window, "review", None)
         if review is not None:  # the station's operator is the signed-in badge; the panel shows it
             review.operator.setText(session.badge)
             review.operator.setReadOnly(True)
             review.operator.setToolTip(f"Signed in: {session.name} ({session.role})")
-        self.apply()
-        self.session_changed.emit()
 
     def _log(self, action: str, who: Session | None, on_error: Any = None, **kw: Any) -> None:
         """An audit entry, written on the task runner (in order with the sign-in checks)."""
