@@ -6,7 +6,7 @@ read from across the line. The shell decides the state; the banner only shows it
 
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 # kind -> (background, text colour)
 BANNER_COLOURS = {"live": ("#1b5e20", "#ffffff"), "paused": ("#e65100", "#ffffff"),
@@ -43,6 +43,8 @@ class ShiftCounts(QtWidgets.QWidget):
 
     NAMES = (("parts", "Parts seen"), ("defects", "Defects found"), ("confirmed", "Confirmed"),
              ("rejected", "Rejected"), ("yield", "Yield"))
+    SHORT = {"parts": "Parts", "defects": "Defects", "confirmed": "OK", "rejected": "Rej.", "yield": "Yield"}
+    COMPACT_BELOW = 560  # px: narrower than this, short captions
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,8 +52,12 @@ class ShiftCounts(QtWidgets.QWidget):
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
         self.figures: dict[str, QtWidgets.QLabel] = {}
+        self.captions: dict[str, QtWidgets.QLabel] = {}
+        self.compact = False
         for key, name in self.NAMES:
             caption = QtWidgets.QLabel(name)
+            caption.setToolTip(name)
+            self.captions[key] = caption
             caption.setStyleSheet("color:#9aa0a6;")
             figure = QtWidgets.QLabel("0")
             figure.setObjectName(f"count_{key}")
@@ -62,6 +68,14 @@ class ShiftCounts(QtWidgets.QWidget):
             self.figures[key] = figure
         lay.addStretch(1)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        compact = event.size().width() < self.COMPACT_BELOW
+        if compact != self.compact:
+            self.compact = compact
+            for key, name in self.NAMES:
+                self.captions[key].setText(self.SHORT[key] if compact else name)
+        super().resizeEvent(event)
 
     def set_counts(self, parts: int, defects: int, confirmed: int, rejected: int) -> None:
         yield_text = f"{100.0 * (parts - defects) / parts:.1f} %" if parts else "—"

@@ -4,7 +4,9 @@ The signed-in role picks the view; View > Operator / Technician / Engineer view 
 anyone switch. Each view's dock layout is kept in the window's settings under its own key and comes back as it
 was left. A dock added later joins a view with one line, in the code that makes it::
 
-    window.views.assign(dock, "engineer")          # shown in the engineer's view (more names: more views)
+    window.views.assign(dock, "engineer")   # shown in the engineer's view (more names: more views)
+
+or, for a dock the window makes itself, ``self._dock(title, name, widget, area, views=("engineer",))``.
 
 - operator: the image as large as the screen allows, the state banner, the shift's counts, the review buttons
   along one side and drift as one strip of lights (a tap opens the drift dock).
@@ -52,6 +54,7 @@ class RoleViews(QtCore.QObject):
             menu.addAction(a)
             self.actions[v] = a
         menu.addSeparator()
+        w.addToolBarBreak()  # a row of its own: the line's toolbar keeps the model and confidence in view
         self.cockpit = w.addToolBar("Cockpit")
         self.cockpit.setObjectName("cockpitToolbar")
         self.cockpit.setIconSize(QtCore.QSize(32, 32))
@@ -80,6 +83,7 @@ class RoleViews(QtCore.QObject):
         if state is None or not w.restoreState(state, LAYOUT_VERSION):
             self.lay_out(view)
         self.cockpit.setVisible(view == "technician")
+        w.drift_strip.setVisible(view == "operator")  # the others have the drift dock itself
         w.live.setMinimumSize(*MIN_IMAGE.get(view, MIN_IMAGE_OTHERS))
         settings.setValue("layout/view", view)
 
@@ -97,7 +101,7 @@ class RoleViews(QtCore.QObject):
         for d in docks:
             d.setFloating(False)
         w.addDockWidget(Left, w.dock_review)
-        width = max(800, w.width())
+        width = max(800, w.width() if w.isVisible() else w.screen().availableGeometry().width())
         if view == "operator":
             pass
         elif view == "technician":
@@ -106,10 +110,8 @@ class RoleViews(QtCore.QObject):
             w.splitDockWidget(w.dock_drift, w.dock_events, QtCore.Qt.Orientation.Vertical)
         else:
             w.addDockWidget(Right, w.dock_values)
-            w.addDockWidget(Right, w.dock_drift)
-            w.tabifyDockWidget(w.dock_values, w.dock_drift)
-            w.addDockWidget(Right, w.dock_events)
             w.splitDockWidget(w.dock_values, w.dock_events, QtCore.Qt.Orientation.Vertical)
+            w.tabifyDockWidget(w.dock_values, w.dock_drift)
             for d in docks:  # the engineers' docks added by features: tabbed with the measurements
                 if d.objectName() in shown and d not in (w.dock_values, w.dock_drift, w.dock_events, w.dock_review):
                     if w.dockWidgetArea(d) == QtCore.Qt.DockWidgetArea.NoDockWidgetArea:
@@ -125,6 +127,7 @@ class RoleViews(QtCore.QObject):
             w.dock_drift.raise_()
         elif view == "engineer":
             w.resizeDocks([w.dock_values], [int(width * 0.3)], Horizontal)
+            w.resizeDocks([w.dock_values, w.dock_events], [600, 200], QtCore.Qt.Orientation.Vertical)
             w.dock_drift.raise_()
 
     def open_drift(self) -> None:

@@ -42,6 +42,7 @@ SIM_PRESETS = [(f"Simulated line — {name}", f"sim://?seed=0&scenario={name}") 
 CAMERA_PRESETS = [("USB camera 0", "cam://0"), ("USB camera 1", "cam://1")]
 ERROR_KINDS = ("error", "unavailable", "failed", "model-error")
 NARROW = 1280  # below this width the toolbar's buttons are icons only
+WIDGET_SIZE_MAX = 16777215  # Qt's QWIDGETSIZE_MAX: no maximum
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -81,11 +82,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.auth: Any = None
         self._listen()
         actions.make_actions(self)
+        self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
         self._make_toolbar(session, sign_in)
         self._make_docks()
         self._make_status()
-        self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
-        self.views = RoleViews(self, self._view_menu)
         if getattr(self, "act_recalibrate", None) is not None:
             self.views.cockpit.addAction(self.act_recalibrate)  # the technician's one click to recalibrate
         self.drift_strip.open_detail.connect(self.views.open_drift)
@@ -148,6 +148,7 @@ class MainWindow(QtWidgets.QMainWindow):
         view.addAction(self.act_truth)
         view.addAction(self.act_full)
         self._view_menu = view
+        self.views = RoleViews(self, view)  # before the features: their docks join views with views.assign
         # Technicians' and engineers' tools; each feature's app/gui/<feature>.py adds its actions here.
         self.tools_menu = self.menuBar().addMenu("&Tools")
         recalibration_ui.install(self)
@@ -156,13 +157,15 @@ class MainWindow(QtWidgets.QMainWindow):
         readiness_ui.install(self)
         auth_ui.install(self, session, sign_in)
 
-    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget,
-              area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea,
+              views: tuple[str, ...] = ()) -> QtWidgets.QDockWidget:
+        """A dock in View's menu, shown in ``views`` (``app.gui.roles``; e.g. ``("engineer",)``)."""
         d = QtWidgets.QDockWidget(title, self)
         d.setObjectName(name)
         d.setWidget(widget)
         self.addDockWidget(area, d)
         self._view_menu.addAction(d.toggleViewAction())
+        self.views.assign(d, *views)
         return d
 
     def _make_docks(self) -> None:
@@ -340,6 +343,10 @@ class MainWindow(QtWidgets.QMainWindow):
                  else QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         if self.toolbar.toolButtonStyle() != style:
             self.toolbar.setToolButtonStyle(style)
+            # Narrow: the source field gives up its width so that the model and confidence stay in view.
+            narrow = style == QtCore.Qt.ToolButtonStyle.ToolButtonIconOnly
+            self.chooser.setMaximumWidth(300 if narrow else WIDGET_SIZE_MAX)
+            self.model_controls.label.setMaximumWidth(170 if narrow else WIDGET_SIZE_MAX)
         super().resizeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
