@@ -43,7 +43,7 @@ class ShiftCounts(QtWidgets.QWidget):
 
     NAMES = (("parts", "Parts seen"), ("defects", "Defects found"), ("confirmed", "Confirmed"),
              ("rejected", "Rejected"), ("yield", "Yield"))
-    SHORT = {"parts": "Parts", "defects": "Defects", "confirmed": "OK", "rejected": "Rej.", "yield": "Yield"}
+    SHORT = (("parts", "Parts"), ("defects", "Defects"), ("confirmed", "OK"), ("rejected", "Rej."), ("yield", "Yield"))
     COMPACT_BELOW = 560  # px: narrower than this, short captions
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
@@ -73,8 +73,8 @@ class ShiftCounts(QtWidgets.QWidget):
         compact = event.size().width() < self.COMPACT_BELOW
         if compact != self.compact:
             self.compact = compact
-            for key, name in self.NAMES:
-                self.captions[key].setText(self.SHORT[key] if compact else name)
+            for key, name in self.SHORT if compact else self.NAMES:
+                self.captions[key].setText(name)
         super().resizeEvent(event)
 
     def set_counts(self, parts: int, defects: int, confirmed: int, rejected: int) -> None:

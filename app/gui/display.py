@@ -33,6 +33,8 @@ def banner_state(w: Any) -> tuple[str, str]:
     alarm = ""
     if p is not None and p.state.value in ("reconnecting", "failed"):
         alarm = "source lost, reconnecting" if p.state.value == "reconnecting" else "the line stopped on an error"
+    elif p is not None and p.running and w.source_alarm:
+        alarm = w.source_alarm
     red = [m for m, level in w.drift_strip.levels.items() if level == "alarm"]
     if red:
         alarm = (alarm + "; " if alarm else "") + "drift out of tolerance: " + ", ".join(red[:3])

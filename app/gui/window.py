@@ -80,6 +80,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review_view = ReviewView(self)
         self.drift_view = DriftView(self)
         self.auth: Any = None
+        self.source_alarm = ""  # what is wrong with the source, for the banner, until it recovers
         self._listen()
         actions.make_actions(self)
         self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
@@ -204,6 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", str(e))
             return False
         self.chooser.set_current(uri)
+        self.source_alarm = ""
         self.act_pause.setChecked(False)
         self.live.show_message("")
         self.update_actions()
@@ -289,8 +291,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_controls.set_model("No model (see events)")
         if ev.kind in ("stalled", "frozen", "unavailable", "error"):
             self.live.show_message(f"Source {ev.kind}: reconnecting…")
-        elif ev.kind == "recovered":
+            self.source_alarm = f"source {ev.kind}, reconnecting"
+        elif ev.kind in ("recovered", "opened"):
             self.live.show_message("")
+            self.source_alarm = ""
         elif ev.kind == "ended":
             self.live.show_message("The source has no more frames")
         elif ev.kind == "failed":
