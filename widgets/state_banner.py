@@ -23,7 +23,8 @@ class StateBanner(QtWidgets.QLabel):
         self.setObjectName("stateBanner")
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.setMinimumHeight(BANNER_HEIGHT)
-        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.setWordWrap(True)  # a long alarm takes a second line rather than being cut off
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Minimum)
         self.kind = ""
         self.set_state("stopped", "STOPPED")
 

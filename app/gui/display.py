@@ -37,7 +37,7 @@ def banner_state(w: Any) -> tuple[str, str]:
         alarm = w.source_alarm
     red = [m for m, level in w.drift_strip.levels.items() if level == "alarm"]
     if red:
-        alarm = (alarm + "; " if alarm else "") + "drift out of tolerance: " + ", ".join(red[:3])
+        alarm = (alarm + "; " if alarm else "") + "drift in " + ", ".join(red[:3])
     if r.frame is not None:
         reason = r.frame.queue_reason
         kind, text = ("frozen", f"FROZEN · frame {r.frame.sequence}") if reason == "operator" else \
