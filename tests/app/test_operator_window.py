@@ -78,8 +78,8 @@ def test_each_decision_stays_drawn_on_its_frame_until_the_frame_is_left(qtbot, w
     qtbot.waitUntil(lambda: r.states.get(0) == "confirm", timeout=10000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_X)  # reject the second
     qtbot.waitUntil(lambda: r.states.get(1) == "reject", timeout=10000)
-    w.review_view.class_chosen("dent")  # draw a missed dent
-    r.decide("missed", new_box=(10, 10, 60, 50), new_class="dent")
+    r.choose_class("dent", drawing=True)  # a missed dent, drawn
+    r.decide("missed", new_box=(10, 10, 60, 50), new_class=r.draw_class)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_U)
     qtbot.waitUntil(lambda: "unsure" in r.unsure.values(), timeout=10000)
     qtbot.waitUntil(lambda: any(k == "missed" for k, _ in w.live.drawn_marks()), timeout=10000)
