@@ -8,13 +8,29 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 BUTTON_HEIGHT = 56  # a gloved finger on a touch screen
 
 
 MAX_CLASS_BUTTONS = 9  # one key each, 1-9
 CLASS_COLUMNS = 3
+
+
+class OperatorEdit(QtWidgets.QLineEdit):
+    """Who reviews. Once read-only (the signed-in badge) it takes no keyboard focus, so that no key of the window
+    (Ctrl+O, F, C, X…) is ever typed into a field that cannot take it; Enter hands the keys back to the window."""
+
+    def setReadOnly(self, on: bool) -> None:
+        super().setReadOnly(on)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus if on else QtCore.Qt.FocusPolicy.StrongFocus)
+        if on and self.hasFocus():
+            self.clearFocus()
+
+    def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:
+        super().keyPressEvent(ev)
+        if ev.key() in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter, QtCore.Qt.Key.Key_Escape):
+            self.clearFocus()
 
 
 class ReviewPanel(QtWidgets.QWidget):
@@ -44,7 +60,7 @@ class ReviewPanel(QtWidgets.QWidget):
                 b.clicked.connect(lambda *_: signal.emit())
             return b
 
-        self.operator = QtWidgets.QLineEdit(operator)
+        self.operator = OperatorEdit(operator)
         self.operator.setObjectName("operatorName")
         self.operator.setPlaceholderText("who is reviewing")
         self.freeze_button = button("Freeze frame  (F)", "Hold this frame for review; the line keeps running",
@@ -165,6 +181,11 @@ class ReviewPanel(QtWidgets.QWidget):
     def show_saved(self, what: str, latency_ms: float) -> None:
         self.saved.setStyleSheet("color:#43a047; font-weight:bold;")
         self.saved.setText(f"Saved ✓ {what} ({latency_ms:.0f} ms)")
+
+    def clear_saved(self) -> None:
+        """Another frame, or back to live: the last frame's save status goes with it (failures stay)."""
+        if not self.saved.text().startswith("NOT saved"):
+            self.saved.setText("")
 
     def show_failed(self, message: str) -> None:
         self.saved.setStyleSheet("color:#e53935; font-weight:bold;")

@@ -6,6 +6,8 @@ They check nothing themselves: they emit what was typed and show what the shell 
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from PySide6 import QtCore, QtGui, QtWidgets
 
 KEY_SIZE = 64  # px, a gloved finger
@@ -20,6 +22,27 @@ def _pin_edit(name: str, placeholder: str = "PIN") -> QtWidgets.QLineEdit:
     e.setPlaceholderText(placeholder)
     e.setMinimumHeight(44)
     return e
+
+
+class _TabKeeper(QtCore.QObject):
+    """Tab and Shift+Tab move between the fields of a sign-in screen, whatever the window behind has on them."""
+
+    KEYS = (QtCore.Qt.Key.Key_Tab, QtCore.Qt.Key.Key_Backtab)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.ShortcutOverride and event.key() in self.KEYS:
+            event.accept()  # a key press for the field (focus moves on), not a shortcut of the window
+        return False
+
+
+def _chain(owner: QtWidgets.QWidget, *widgets: QtWidgets.QWidget) -> None:
+    """The fields' tab order, first to last, kept for Tab even where the window has a Tab shortcut."""
+    keeper = _TabKeeper(owner)
+    for a, b in pairwise(widgets):
+        QtWidgets.QWidget.setTabOrder(a, b)
+    for w in widgets:
+        w.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        w.installEventFilter(keeper)
 
 
 class Keypad(QtWidgets.QWidget):
@@ -90,6 +113,7 @@ class SignInPanel(QtWidgets.QWidget):
         self.button.clicked.connect(self._submit)
         self.keypad.enter.connect(self._submit)
         self._last_edit: QtWidgets.QLineEdit = self.badge
+        _chain(self, self.badge, self.pin, self.button)
 
     def _focused_edit(self) -> QtWidgets.QLineEdit:
         f = QtWidgets.QApplication.focusWidget()
@@ -160,6 +184,7 @@ class FirstAdminPanel(QtWidgets.QWidget):
         lay.addStretch(1)
         self.button.clicked.connect(self._submit)
         self.pin2.returnPressed.connect(self._submit)
+        _chain(self, self.badge, self.name, self.pin, self.pin2, self.button)
 
     def _submit(self) -> None:
         badge, name, pin = self.badge.text().strip(), self.name.text().strip(), self.pin.text()

@@ -119,7 +119,8 @@ def install(window: Any) -> AccuracyView:
     """The Field accuracy dock, tabbed with the drift dock."""
     view = AccuracyView(window)
     window.accuracy = view
-    dock = window._dock("Field accuracy", "accuracyDock", view.tile, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+    dock = window._dock("Field accuracy", "accuracyDock", view.tile, QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
+                        views=("engineer",))
     window.tabifyDockWidget(window.dock_drift, dock)
     window.dock_drift.raise_()
     window.dock_accuracy = dock

@@ -125,6 +125,7 @@ class AuthController(QtCore.QObject):
         if session is None:
             self.show_lock("Inspection Station — sign in")
         else:
+            self._show_operator(session)
             self._log("sign_in", session, obj=f"user {session.badge}", reason="signed in before the window opened")
         QtCore.QTimer.singleShot(0, self.apply)  # after the window (and every feature) has added its actions
 
@@ -145,7 +146,7 @@ class AuthController(QtCore.QObject):
                                "Lock the station; the same or another badge signs in again")
         self.act_switch = action("Switch operator", "Ctrl+Shift+U", self.switch_user,
                                  "Shift change: the next operator signs in")
-        self.act_verify = action("Verify audit trail", "Ctrl+Shift+A", self.verify_audit,
+        self.act_verify = action("Verify audit trail", "Ctrl+Shift+T", self.verify_audit,
                                  "Check the audit trail's hash chain and the decisions it covers")
         menu = w.menuBar().addMenu("&User")
         menu.setObjectName("userMenu")
@@ -273,13 +274,16 @@ class AuthController(QtCore.QObject):
         self._locked_badge = ""
         session.touch()
         self.lock_screen.hide()
+        self._show_operator(session)
+        self.apply()
+        self.session_changed.emit()
+
+    def _show_operator(self, session: Session) -> None:
         review = getattr(self.window, "review", None)
         if review is not None:  # the station's operator is the signed-in badge; the panel shows it
             review.operator.setText(session.badge)
             review.operator.setReadOnly(True)
             review.operator.setToolTip(f"Signed in: {session.name} ({session.role})")
-        self.apply()
-        self.session_changed.emit()
 
     def _log(self, action: str, who: Session | None, on_error: Any = None, **kw: Any) -> None:
         """An audit entry, written on the task runner (in order with the sign-in checks)."""

@@ -13,11 +13,61 @@ import cv2
 from PySide6 import QtCore
 
 
+class ShiftTally:
+    """The shift's counts: parts seen and parts with a defect found (counted on the pipeline's worker, read on the
+    GUI thread), decisions confirmed and rejected (counted on the GUI thread as they are stored)."""
+
+    def __init__(self) -> None:
+        self.parts = self.defects = self.confirmed = self.rejected = 0
+
+    def count_frame(self, result: Any) -> None:
+        self.parts += 1
+        if result.detections is not None and len(result.detections.boxes):
+            self.defects += 1
+
+
+def banner_state(w: Any) -> tuple[str, str]:
+    """What the banner says: (kind, text), kind one of live, paused, frozen, reviewing, alarm, stopped."""
+    s = w.station
+    p, r = s.pipeline, s.review
+    alarm = ""
+    if p is not None and p.state.value in ("reconnecting", "failed"):
+        alarm = "source lost, reconnecting" if p.state.value == "reconnecting" else "the line stopped on an error"
+    elif p is not None and p.running and w.source_alarm:
+        alarm = w.source_alarm
+    red = [m for m, level in w.drift_strip.levels.items() if level == "alarm"]
+    if red:
+        alarm = (alarm + "; " if alarm else "") + "drift in " + ", ".join(red[:3])
+    if r.frame is not None:
+        reason = r.frame.queue_reason
+        kind, text = ("frozen", f"FROZEN · frame {r.frame.sequence}") if reason == "operator" else \
+            ("reviewing", f"REVIEWING frame {r.frame.sequence} ({reason})")
+    elif p is None or p.state.value in ("stopped", "idle", "ended"):
+        kind, text = "stopped", "STOPPED" if p is None or p.state.value != "ended" else "ENDED: no more frames"
+    elif p.state.value == "paused":
+        kind, text = "paused", "PAUSED"
+    else:
+        kind, text = "live", "LIVE"
+    if alarm:
+        return "alarm", f"ALARM: {alarm}" + ("" if kind in ("live", "stopped") else f"  ·  {text}")
+    return kind, text
+
+
+def drift_levels(monitor: Any) -> dict[str, tuple[str, str]]:
+    """Each drift metric's level and a line on it, read from the monitor the way the drift dock reads it."""
+    levels = {}
+    for k, m in list(monitor.metrics.items()):
+        levels[k] = (m.level, f"{k}: {m.value:.4g} (reference {m.reference:.4g}, tolerance {m.low:.4g}..{m.high:.4g})")
+    levels["novel_rate"] = (monitor.novelty_level, "share of recent frames unlike the reference")
+    return levels
+
+
 class FrameDisplay(QtCore.QObject):
     def __init__(self, w: Any, max_fps: float) -> None:
         super().__init__(w)
         self.w = w
         self._last_id = -1
+        self._ticks = 0
         self.timer = QtCore.QTimer(self)
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, max_fps))))
@@ -30,6 +80,12 @@ class FrameDisplay(QtCore.QObject):
     def tick(self) -> None:
         w, s = self.w, self.w.station
         p = s.pipeline
+        self._ticks += 1
+        if self._ticks % 10 == 0 and s.monitor is not None and s.monitor.metrics:
+            w.drift_strip.set_levels(drift_levels(s.monitor))
+        w.banner.set_state(*banner_state(w))
+        t = w.shift
+        w.counts.set_counts(t.parts, t.defects, t.confirmed, t.rejected)
         if p is None:
             w.lbl_state.setText("Stopped")
             return
@@ -48,7 +104,9 @@ class FrameDisplay(QtCore.QObject):
             d = result.detector
             w.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
         st = p.stats
-        w.lbl_state.setText(p.state.value.capitalize())
+        frame = s.review.frame
+        state = p.state.value.capitalize()
+        w.lbl_state.setText(state if frame is None else f"Reviewing frame {frame.sequence} (line {state.lower()})")
         w.lbl_fps.setText(f"{st.fps:5.1f} fps")
         w.lbl_latency.setText(f"latency {st.latency_ms:5.1f} ms")
         w.lbl_drops.setText(f"drops {st.dropped}")

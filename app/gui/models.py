@@ -182,7 +182,8 @@ def install(window: Any) -> ModelsController:
     c = ModelsController(window)
     c.panel.buttons.setProperty(PERMISSION_PROPERTY, "models")  # promote and rollback: engineers and admins
     window.models = c
-    window.dock_models = window._dock("Models", "modelsDock", c.panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+    window.dock_models = window._dock("Models", "modelsDock", c.panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
+                                   views=("engineer",))
     window.tabifyDockWidget(window.dock_events, window.dock_models)
     window.dock_events.raise_()
     c.start()

@@ -13,6 +13,7 @@ import cv2
 from PySide6 import QtCore
 
 from engine.runtime.pipeline import FrameResult
+from widgets.live_view import Marks
 
 
 class ReviewView(QtCore.QObject):
@@ -87,17 +88,24 @@ class ReviewView(QtCore.QObject):
             self._show_frozen()
         elif what == "live":
             w.live.set_draw_mode(False)
+            w.live.restyle(None, {}, Marks())
             panel.set_reviewing(False)
             panel.status.setText(r.status())
+            panel.clear_saved()  # the save status belongs to the frame it was about
             w.display.redraw()
         elif what == "selection":
-            w.live.restyle(r.selected, r.states)
+            w.live.restyle(r.selected, r.states, self.marks())
             panel.set_reviewing(True, r.selected is not None)
             panel.status.setText(r.status())
         elif what == "saving":
             panel.show_saving(detail)
         elif what == "saved":
-            panel.show_saved(*detail)
+            label, latency_ms, same_frame = detail
+            self.count(label)
+            if same_frame:
+                panel.show_saved(label, latency_ms)
+            else:  # the frame was left before its decision was stored: said in the events, not over another frame
+                w.report("review", f"saved {label} ({latency_ms:.0f} ms)")
         elif what == "refused":
             panel.show_failed(detail)
         elif what == "failed":
@@ -117,10 +125,27 @@ class ReviewView(QtCore.QObject):
             truth = f.ground_truth.boxes if (w.show_truth and f.ground_truth is not None) else ()
         else:  # a stored frame for a blind re-review: no ground truth, no earlier verdict
             rgb, truth = cv2.cvtColor(fr.image, cv2.COLOR_BGR2RGB), ()
-        w.live.show_frame(rgb, fr.detections, truth, r.selected, r.states)
+        w.live.show_frame(rgb, fr.detections, truth, r.selected, marks=self.marks())
         w.live.show_message("")
+        w.review.clear_saved()
         w.review.set_reviewing(True, bool(fr.detections))
         w.review.status.setText(r.status())
+
+    def marks(self) -> Marks:
+        """The held frame's decisions, as the live view draws them."""
+        r = self.session
+        return Marks(dict(r.states), dict(r.relabels), tuple(r.missed.values()),
+                     next(iter(r.unsure.values()), None))
+
+    def count(self, label: str) -> None:
+        """The shift's confirmed and rejected counts, from what was stored (an undo takes its decision back)."""
+        counts = self.w.shift
+        sign = -1 if label.startswith("Undid: ") else 1
+        what = label.removeprefix("Undid: ")
+        if what.startswith(("confirmed", "relabelled", "added missed")):
+            counts.confirmed += sign
+        elif what.startswith("rejected"):
+            counts.rejected += sign
 
     def classes_changed(self, classes: tuple[str, ...]) -> None:
         self.w.review.set_classes(classes)

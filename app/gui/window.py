@@ -22,9 +22,10 @@ from app.gui import export as export_ui
 from app.gui import models as models_ui
 from app.gui import readiness as readiness_ui
 from app.gui import recalibration as recalibration_ui
-from app.gui.display import FrameDisplay
+from app.gui.display import FrameDisplay, ShiftTally
 from app.gui.drift_view import DriftView
 from app.gui.review_view import ReviewView
+from app.gui.roles import RoleViews
 from app.gui.tasks import TaskRunner
 from engine.monitoring.stats import SCALARS
 from engine.runtime.pipeline import SourceEvent
@@ -32,14 +33,18 @@ from engine.runtime.station import ModelChoice, Station
 from engine.simulation.scenarios import SCENARIOS
 from engine.sources import SourceError
 from widgets.drift_panel import DriftPanel
+from widgets.drift_strip import DriftStrip
 from widgets.live_view import LiveView
 from widgets.model_panel import ModelControls
 from widgets.review_panel import ReviewPanel
 from widgets.source_panel import EventLog, SourceChooser, ValuesTable
+from widgets.state_banner import ShiftCounts, StateBanner
 
 SIM_PRESETS = [(f"Simulated line — {name}", f"sim://?seed=0&scenario={name}") for name in SCENARIOS]
 CAMERA_PRESETS = [("USB camera 0", "cam://0"), ("USB camera 1", "cam://1")]
 ERROR_KINDS = ("error", "unavailable", "failed", "model-error")
+NARROW = 1280  # below this width the toolbar's buttons are icons only
+WIDGET_SIZE_MAX = 16777215  # Qt's QWIDGETSIZE_MAX: no maximum
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -61,7 +66,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_controls.confidence_changed.connect(self.station.set_confidence)
 
         self.live = LiveView()
-        self.setCentralWidget(self.live)
+        self.banner = StateBanner()
+        self.counts = ShiftCounts()
+        self.shift = ShiftTally()
+        self.drift_strip = DriftStrip(list(SCALARS) + ["grid_drift", "uniformity_drift", "novel_rate"])
+        self.setCentralWidget(self._make_centre())
         self.chooser = SourceChooser(SIM_PRESETS + CAMERA_PRESETS, current=self.station.uri)
         self.chooser.source_chosen.connect(self.open_source)
         self.chooser.browse_requested.connect(self._browse)
@@ -73,15 +82,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review_view = ReviewView(self)
         self.drift_view = DriftView(self)
         self.auth: Any = None
+        self.source_alarm = ""  # what is wrong with the source, for the banner, until it recovers
         self._listen()
         actions.make_actions(self)
+        self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
         self._make_toolbar(session, sign_in)
         self._make_docks()
         accuracy_ui.install(self)
         self._make_status()
         models_ui.install(self)
-        self.settings = QtCore.QSettings(str(data_dir / "window.ini"), QtCore.QSettings.Format.IniFormat)
+        if getattr(self, "act_recalibrate", None) is not None:
+            self.views.cockpit.addAction(self.act_recalibrate)  # the technician's one click to recalibrate
+        self.drift_strip.open_detail.connect(self.views.open_drift)
         self.restore_layout()
+        if self.auth is not None:
+            self.auth.session_changed.connect(lambda: self.views.for_role(getattr(self.auth.session, "role", None)))
         self.display.timer.start()
         if autostart:
             self.open_source(self.station.uri)
@@ -97,6 +112,20 @@ class MainWindow(QtWidgets.QMainWindow):
         s.model_ready.connect(deliver(self._model_ready))
         s.classes_changed.connect(deliver(self._classes_changed))
         s.opened.connect(lambda description: self.lbl_source.setText(description))  # the GUI thread opens
+        s.frame_done.connect(self.shift.count_frame)  # on the worker: two integers, read by the display timer
+
+    def _make_centre(self) -> QtWidgets.QWidget:
+        """The image with the state banner over it, and the shift's counts and the drift lights under it."""
+        centre = QtWidgets.QWidget()
+        centre.setObjectName("centre")
+        lay = QtWidgets.QVBoxLayout(centre)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.live, 1)
+        lay.addWidget(self.counts)
+        lay.addWidget(self.drift_strip)
+        return centre
 
     def _make_toolbar(self, session: Any, sign_in: bool) -> None:
         tb = self.addToolBar("Line")
@@ -106,13 +135,17 @@ class MainWindow(QtWidgets.QMainWindow):
         for a in (self.act_start, self.act_pause, self.act_stop):
             tb.addAction(a)
         tb.addSeparator()
+        # Widgets go in as QWidgetActions: when the window is narrow the toolbar's extension button (») shows
+        # what no longer fits; the same commands are in the Station and View menus too.
         tb.addWidget(self.chooser)
         tb.addSeparator()
         tb.addWidget(self.model_controls)
         tb.addSeparator()
         tb.addAction(self.act_truth)
+        self.toolbar = tb
         menu = self.menuBar().addMenu("&Station")
-        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open, self.act_model):
+        for a in (self.act_start, self.act_pause, self.act_stop, self.act_open, self.act_model,
+                  self.act_conf_down, self.act_conf_up):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(self.act_quit)
@@ -120,6 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         view.addAction(self.act_truth)
         view.addAction(self.act_full)
         self._view_menu = view
+        self.views = RoleViews(self, view)  # before the features: their docks join views with views.assign
         # Technicians' and engineers' tools; each feature's app/gui/<feature>.py adds its actions here.
         self.tools_menu = self.menuBar().addMenu("&Tools")
         recalibration_ui.install(self)
@@ -128,13 +162,15 @@ class MainWindow(QtWidgets.QMainWindow):
         readiness_ui.install(self)
         auth_ui.install(self, session, sign_in)
 
-    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget,
-              area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea,
+              views: tuple[str, ...] = ()) -> QtWidgets.QDockWidget:
+        """A dock in View's menu, shown in ``views`` (``app.gui.roles``; e.g. ``("engineer",)``)."""
         d = QtWidgets.QDockWidget(title, self)
         d.setObjectName(name)
         d.setWidget(widget)
         self.addDockWidget(area, d)
         self._view_menu.addAction(d.toggleViewAction())
+        self.views.assign(d, *views)
         return d
 
     def _make_docks(self) -> None:
@@ -173,6 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", str(e))
             return False
         self.chooser.set_current(uri)
+        self.source_alarm = ""
         self.act_pause.setChecked(False)
         self.live.show_message("")
         self.update_actions()
@@ -259,8 +296,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_controls.set_model("No model (see events)")
         if ev.kind in ("stalled", "frozen", "unavailable", "error"):
             self.live.show_message(f"Source {ev.kind}: reconnecting…")
-        elif ev.kind == "recovered":
+            self.source_alarm = f"source {ev.kind}, reconnecting"
+        elif ev.kind in ("recovered", "opened"):
             self.live.show_message("")
+            self.source_alarm = ""
         elif ev.kind == "ended":
             self.live.show_message("The source has no more frames")
         elif ev.kind == "failed":
@@ -295,18 +334,33 @@ class MainWindow(QtWidgets.QMainWindow):
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
     def restore_layout(self) -> None:
+        """The window's size as it was left, and the view of the signed-in role (else the one last used), with
+        that view's docks as they were left."""
         geometry = self.settings.value("geometry")
-        state = self.settings.value("windowState")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
             self.resize(1400, 900)
-        if state is not None:
-            self.restoreState(state)
+        session = getattr(self.auth, "session", None)
+        if session is not None:
+            self.views.for_role(session.role)
+        else:
+            self.views.use(str(self.settings.value("layout/view", "operator")))
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        style = (QtCore.Qt.ToolButtonStyle.ToolButtonIconOnly if event.size().width() < NARROW
+                 else QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        if self.toolbar.toolButtonStyle() != style:
+            self.toolbar.setToolButtonStyle(style)
+            # Narrow: the source field gives up its width so that the model and confidence stay in view.
+            narrow = style == QtCore.Qt.ToolButtonStyle.ToolButtonIconOnly
+            self.chooser.setMaximumWidth(300 if narrow else WIDGET_SIZE_MAX)
+            self.model_controls.label.setMaximumWidth(170 if narrow else WIDGET_SIZE_MAX)
+        super().resizeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("windowState", self.saveState())
+        self.views.save()
         self.settings.sync()
         self.display.timer.stop()
         self.models.timer.stop()  # no more looks at the model registry

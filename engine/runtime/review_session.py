@@ -67,8 +67,12 @@ class ReviewSession:
         self.frame: FrameForReview | None = None
         self.selected: int | None = None
         self.states: dict[int, str] = {}
+        self.relabels: dict[int, str] = {}  # detection index -> the class it was changed to
+        self.missed: dict[str, tuple[tuple, str, str]] = {}  # review id -> (box, class, "saving" or "missed")
+        self.unsure: dict[str, str] = {}  # review id -> "saving" or "unsure": the frame flagged for an engineer
         self._draw_class: str = station.classes[0]
-        self._done: list[tuple[str, FrameForReview, int | None]] = []  # own decisions, newest last, for undo
+        # Own decisions, newest last, for undo: (review id, frame, detection index, what it was in words).
+        self._done: list[tuple[str, FrameForReview, int | None, str]] = []
 
     @property
     def draw_class(self) -> str:
@@ -92,15 +96,18 @@ class ReviewSession:
     def hold(self, frozen: Any, frame: FrameForReview) -> None:
         """Hold a frame that is ready for review (a live result, or a stored frame due for a re-review)."""
         self.frozen, self.frame = frozen, frame
-        self.states = {}
+        self._clear_marks()
         self.selected = 0 if frame.detections else None
         self.changed.emit("frozen", None)
 
     def resume_live(self) -> None:
         self.frozen = self.frame = None
         self.selected = None
-        self.states = {}
+        self._clear_marks()
         self.changed.emit("live", None)
+
+    def _clear_marks(self) -> None:
+        self.states, self.relabels, self.missed, self.unsure = {}, {}, {}, {}
 
     def toggle_freeze(self) -> None:
         """Freeze the newest result, or go back to live."""
@@ -170,12 +177,16 @@ class ReviewSession:
         except ValueError as e:
             self.changed.emit("refused", str(e))
             return False
-        label = f"{verdict} {new_class or (fr.detections[index].class_name if index is not None else '')}".strip()
+        label = describe(verdict, fr.detections[index] if index is not None else None, new_class, fr.sequence)
         if index is not None:
             self.states[index] = "saving"
+        elif verdict == "missed" and new_box is not None:
+            self.missed[d.review_id] = (tuple(new_box), new_class or self.draw_class, "saving")
+        elif verdict == "unsure":
+            self.unsure[d.review_id] = "saving"
         self.station.submit(d, index, label)
         # Undo takes back the last decision made, acknowledged yet or not: the writer keeps their order.
-        self._done.append((d.review_id, fr, index))
+        self._done.append((d.review_id, fr, index, label))
         self.changed.emit("saving", label)
         if index is not None:
             self.select_next()
@@ -186,9 +197,10 @@ class ReviewSession:
     def undo(self) -> bool:
         if not self._done or not self._allowed():
             return False
-        review_id, frame, index = self._done.pop()
-        self.station.submit(Decision(frame, self.station.operator, "undo", undoes=review_id), index, "undo")
-        self.changed.emit("saving", "undo")
+        review_id, frame, index, label = self._done.pop()
+        what = f"Undid: {label}"
+        self.station.submit(Decision(frame, self.station.operator, "undo", undoes=review_id), index, what)
+        self.changed.emit("saving", what)
         return True
 
     def settle(self, rec: AckRecord) -> None:
@@ -196,20 +208,41 @@ class ReviewSession:
         d, index = rec.decision, rec.index
         same_frame = self.frame is not None and d.frame is self.frame
         if isinstance(rec.ack, Ack):
-            if same_frame and index is not None:
-                if d.verdict == "undo":
-                    self.states.pop(index, None)
-                else:
-                    self.states[index] = d.verdict
-            self.changed.emit("saved", (rec.label, rec.ack.latency_ms))
+            if same_frame:
+                self._mark(d, index)
+            self.changed.emit("saved", (rec.label, rec.ack.latency_ms, same_frame))
         else:
             if same_frame and index is not None and self.states.get(index) == "saving":
                 self.states.pop(index)
+            if same_frame:
+                self.missed.pop(d.review_id, None)
+                self.unsure.pop(d.review_id, None)
             self._done = [x for x in self._done if x[0] != d.review_id]
             # Each failed decision says which frame and what it was, so that several in a row are told apart.
             self.changed.emit("failed", f"frame {d.frame.sequence}, {rec.label}: {rec.ack}")
         if same_frame:
             self.changed.emit("selection", None)
+
+    def _mark(self, d: Decision, index: int | None) -> None:
+        """Draw an acknowledged decision on the held frame (or take one away, for an undo)."""
+        if d.verdict == "undo":
+            if index is not None:
+                self.states.pop(index, None)
+                self.relabels.pop(index, None)
+            self.missed.pop(d.undoes or "", None)
+            self.unsure.pop(d.undoes or "", None)
+            return
+        if index is not None:
+            self.states[index] = d.verdict
+            if d.verdict == "reclass" and d.new_class:
+                self.relabels[index] = d.new_class
+            else:
+                self.relabels.pop(index, None)
+        elif d.verdict == "missed" and d.review_id in self.missed:
+            box, cls, _ = self.missed[d.review_id]
+            self.missed[d.review_id] = (box, cls, "missed")
+        elif d.verdict == "unsure" and d.review_id in self.unsure:
+            self.unsure[d.review_id] = "unsure"
 
     def status(self) -> str:
         """One line on the held frame and its selected detection."""
@@ -225,3 +258,19 @@ class ReviewSession:
         if n:
             return head + f"All {n} detections decided."
         return head + "No detections: draw any defect the model missed (M), or flag it (U)."
+
+
+VERBS = {"confirm": "confirmed", "reject": "rejected", "reclass": "relabelled"}
+
+
+def describe(verdict: str, det: Any, new_class: str | None, sequence: int) -> str:
+    """A decision in words, as the operator reads it back: ``rejected scratch 0.62``."""
+    if det is not None:
+        score = f" {det.score:.2f}" if det.score is not None else ""
+        what = f"{VERBS.get(verdict, verdict)} {det.class_name}{score}"
+        return what + (f" as {new_class}" if verdict == "reclass" and new_class else "")
+    if verdict == "missed":
+        return f"added missed {new_class or ''}".strip()
+    if verdict == "unsure":
+        return f"flagged frame {sequence} unsure"
+    return f"{verdict} frame {sequence}"

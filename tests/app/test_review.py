@@ -57,8 +57,10 @@ def test_freeze_draw_a_missed_defect_flag_unsure_and_undo(qtbot, window, data_di
     qtbot.keyClick(w, QtCore.Qt.Key.Key_U)
     qtbot.waitUntil(lambda: "unsure" in w.review.saved.text(), timeout=10000)
     qtbot.keyClick(w, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: "undo" in w.review.saved.text() and w.review.saved.text().startswith("Saved"),
-                    timeout=10000)
+    qtbot.waitUntil(lambda: "Undid: flagged frame" in w.review.saved.text()
+                    and w.review.saved.text().startswith("Saved"), timeout=10000)
+    assert ("unsure", "? UNSURE — flagged for an engineer") not in w.live.drawn_marks()
+    assert any(kind == "missed" and "dent" in text for kind, text in w.live.drawn_marks())
     qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
     assert w.station.review.frozen is None
     w.close()
