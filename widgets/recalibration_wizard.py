@@ -177,7 +177,7 @@ def describe(step: str, values: dict[str, Any], seen: int = 0, found: int = 0) -
         if isinstance(v.get("novel_share"), float):
             out.append(f"{v['novel_share']:.0%} of the images look unlike anything the model was trained on.")
         if v.get("beyond"):
-            out.append("Unlike the training images in: " + ", ".join(_name(b) for b in v["beyond"]) + ".")
+            out.append("Unlike the training images in: " + ", ".join(NAMES.get(b, b) for b in v["beyond"]) + ".")
     return out
 
 

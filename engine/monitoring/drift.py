@@ -37,7 +37,7 @@ from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
-BUILTIN_REFERENCE = "reference_nominal.npz"  # the simulated nominal line at 1280x1024, with the built-in model
+BUILTIN_REFERENCE = "reference_nominal.npz"  # the default simulated station (seed 0), nominal, 1280x1024, built-in model
 STATION_FILE = "station.json"  # in the data directory: the reference a recalibration made the station's own
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 STATIC_CELL_MAX_SPREAD = 0.05  # a cell is static when its batch-mean median varies less than 5 % in the reference
