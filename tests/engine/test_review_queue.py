@@ -64,7 +64,7 @@ def test_boundary_cases_cannot_use_up_the_agreement_sample():
 
 
 def test_a_reason_without_a_quota_has_the_whole_pace():
-    r, clock = router(max_per_hour=3600, burst=2, quotas={"novel": 0.5})
+    r, _ = router(max_per_hour=3600, burst=2, quotas={"novel": 0.5})
     got = [r.route([0.55], {}, now=0.0) for _ in range(3)]
     assert [g[0] if g else None for g in got] == ["near-threshold", "near-threshold", None]
 
