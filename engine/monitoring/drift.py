@@ -220,8 +220,6 @@ class DriftMonitor:
         if self.novelty_level != "ok":
             values["drift"]["novelty"] = self.novelty_level
         values["drift_level"] = self.overall_level
-        if self.warming_up:
-            values["drift_warming_up"] = True
         values["reference_id"] = self.ref.id
         if self.scores and self._count == 0:
             values["drift_scores"] = {k: round(v, 5) for k, v in self.scores.items()}
