@@ -80,3 +80,11 @@ def test_the_log_shows_alarms_and_warnings_in_two_colours_and_whole(qtbot):
     assert alarm.foreground().color().name() == EventLog.RED and warning.foreground().color().name() == EventLog.AMBER
     assert alarm.toolTip().endswith(long) and log.wordWrap()
     assert log.textElideMode() == QtCore.Qt.TextElideMode.ElideNone
+
+
+def test_time_to_the_limit_reads_steady_beyond_the_horizon():
+    from app.gui.drift_view import time_to_limit
+
+    assert time_to_limit(None) == "steady"
+    assert time_to_limit(1800.0) == "limit in 30 min"
+    assert time_to_limit(5 * 3600.0) == "limit in 5.0 h"
