@@ -44,6 +44,32 @@ def _item(text: str, tip: str = "", align: QtCore.Qt.AlignmentFlag = QtCore.Qt.A
     return it
 
 
+class WholeNumberAxis(pg.AxisItem):
+    """An axis of counted things (items reviewed): ticks on whole numbers only."""
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:
+        lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
+        if hi < lo:
+            return []
+        most = max(2.0, size / 60)  # at most a tick every 60 px
+        step = next(m * 10 ** e for e in range(12) for m in (1, 2, 5) if (hi - lo) / (m * 10 ** e) <= most)
+        first = lo + (-lo) % step
+        return [(float(step), [float(v) for v in range(first, hi + 1, step)])]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [str(round(v)) for v in values]
+
+
+def needs_more(rep: dict[str, Any]) -> str | None:
+    """What the report needs before agreement means anything, in a sentence; None when it has enough."""
+    raters = len(rep.get("raters") or [])
+    shared = int((rep.get("overall") or {}).get("items") or 0)
+    if raters >= 2 and shared > 0:
+        return None
+    return (f"Agreement needs at least two reviewers on the same items: {raters} reviewer"
+            f"{'' if raters == 1 else 's'}, {shared} shared item{'' if shared == 1 else 's'} so far.")
+
+
 class AgreementDashboard(QtWidgets.QWidget):
     refresh_requested = QtCore.Signal()
     csv_requested = QtCore.Signal()
@@ -53,10 +79,19 @@ class AgreementDashboard(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("agreementDashboard")
         self.report: dict[str, Any] | None = None
-        self.summary = QtWidgets.QLabel("No report yet.")
+        self.headline = QtWidgets.QLabel("Annotator agreement")
+        self.headline.setObjectName("agreementHeadline")
+        self.headline.setStyleSheet("font-size: 15px; font-weight: bold;")
+        self.summary = QtWidgets.QLabel("No report yet.")  # its own full-width row: it wraps as a paragraph
         self.summary.setObjectName("agreementSummary")
         self.summary.setWordWrap(True)
         self.summary.setStyleSheet("font-size: 14px;")
+        self.needs = QtWidgets.QLabel("")
+        self.needs.setObjectName("agreementNeeds")
+        self.needs.setWordWrap(True)
+        self.needs.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.needs.setStyleSheet("font-size: 16px; padding: 24px;")
+        self.needs.setVisible(False)
         self.warnings = QtWidgets.QLabel("")
         self.warnings.setObjectName("agreementWarnings")
         self.warnings.setWordWrap(True)
@@ -69,7 +104,7 @@ class AgreementDashboard(QtWidgets.QWidget):
         self.csv_button.setToolTip("Compute the same figures from item,rater,label rows")
         self.csv_button.clicked.connect(lambda *_: self.act_csv.trigger())
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.summary, 1)
+        top.addWidget(self.headline, 1)
         top.addWidget(self.refresh_button)
         top.addWidget(self.csv_button)
 
@@ -77,7 +112,7 @@ class AgreementDashboard(QtWidgets.QWidget):
         self.matrix.setObjectName("pairwiseMatrix")
         self.operators = QtWidgets.QTableWidget()
         self.operators.setObjectName("operatorTable")
-        self.trend = pg.PlotWidget()
+        self.trend = pg.PlotWidget(axisItems={"bottom": WholeNumberAxis("bottom")})
         self.trend.setObjectName("agreementTrend")
         self.trend.setLabel("left", "agreement with the others")
         self.trend.setLabel("bottom", "items reviewed")
@@ -120,7 +155,9 @@ class AgreementDashboard(QtWidgets.QWidget):
         self.tabs.addTab(disp, "Most disputed")
         lay = QtWidgets.QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addWidget(self.summary)
         lay.addWidget(self.warnings)
+        lay.addWidget(self.needs, 1)
         lay.addWidget(self.tabs, 1)
 
     def _action(self, shortcut: str, signal: QtCore.SignalInstance) -> QtGui.QAction:
@@ -150,6 +187,22 @@ class AgreementDashboard(QtWidgets.QWidget):
         fleiss = (f"Fleiss' κ {_fmt(o['fleiss'])} ({o['fleiss_items']} items × {o['fleiss_raters']})"
                   if o["fleiss_items"] else "Fleiss' κ n/a (fewer than 3 ratings per item)")
         source = f"; {rep['source']}" if rep.get("source") else ""
+        missing = needs_more(rep)
+        self.needs.setText(missing or "")
+        self.needs.setVisible(missing is not None)
+        self.tabs.setVisible(missing is None)
+        if missing is not None:
+            self.headline.setText("Annotator agreement: not enough data yet")
+            self.summary.setText(f"{rep['ratings']} ratings{source}.")
+            self.warnings.setText("\n".join(f"⚠ {w}" for w in rep["warnings"]))
+            self.warnings.setVisible(bool(rep["warnings"]))
+            self._fill_matrix(rep)
+            self._fill_breakdown(rep)
+            self._fill_operators(rep)
+            self._fill_trend(rep)
+            self._fill_disputed(rep)
+            return
+        self.headline.setText(f"Annotator agreement: α {_fmt(o['alpha'])} over {o['items']} shared items")
         self.summary.setText(
             f"<b>{o['items']}</b> items rated by two or more ({rep['ratings']} ratings, {len(rep['raters'])} "
             f"operators{source}) — Krippendorff's α <b>{_fmt(o['alpha'])}</b>, mean Cohen's κ "
@@ -246,6 +299,8 @@ class AgreementDashboard(QtWidgets.QWidget):
                                     pen=pg.mkPen(colour, width=2, style=style), symbol="o", symbolSize=6,
                                     symbolBrush=colour, name=name + (" (drifting)" if op["drift"]["flagged"] else ""))
             self.curves[name] = curve
+        last = max((p["index"] for op in rep["operators"].values() for p in op["trend"]), default=1)
+        self.trend.setXRange(0, max(1, last), padding=0.02)
 
     def _fill_disputed(self, rep: dict[str, Any]) -> None:
         cols = ["sample", "score", "band", "labels", "gold", "disagreement"]

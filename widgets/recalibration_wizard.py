@@ -95,28 +95,95 @@ def _set_verdict(lbl: QtWidgets.QLabel, status: str) -> None:
     lbl.setProperty("status", status)
 
 
-def _values_html(values: dict[str, Any]) -> str:
-    """The measured values as a small table (nested dicts flattened one level)."""
-    rows = []
-    for k, v in values.items():
-        if k in ("trace", "profile", "previous", "comparison", "tilts_deg", "pass", "within"):
-            continue
-        if isinstance(v, dict):
-            for k2, v2 in v.items():
-                rows.append((f"{k} {k2}", v2))
+# What a technician calls each measured quantity.
+NAMES = {"mean_luma": "Brightness", "mean_r": "Red level", "mean_g": "Green level", "mean_b": "Blue level",
+         "std_luma": "Brightness spread", "gain_r": "Red balance", "gain_b": "Blue balance",
+         "cct_k": "Colour temperature", "rms_contrast": "Contrast", "focus": "Sharpness", "noise": "Noise",
+         "uniformity": "Evenness of the light", "vignetting": "Darkening at the corners",
+         "clip_dark": "Share of black pixels", "clip_bright": "Share of white pixels"}
+
+
+def _name(key: str) -> str:
+    return NAMES.get(key, key.replace("_", " ").capitalize())
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _within(key: str, row: dict[str, Any]) -> str:
+    """One measured quantity against its tolerance, as a sentence."""
+    name, cur = _name(key), row.get("current")
+    if "ok" not in row or row.get("reference") is None:
+        return f"{name}: {_num(cur)} (no reference to compare with)."
+    if row["ok"]:
+        return f"{name} within tolerance ({_num(cur)}, reference {_num(row['reference'])})."
+    return (f"{name} outside tolerance: {_num(cur)} against {_num(row['reference'])} "
+            f"(allowed {_num(row.get('low'))} to {_num(row.get('high'))}).")
+
+
+def describe(step: str, values: dict[str, Any], seen: int = 0, found: int = 0) -> list[str]:
+    """The measured values of a step as sentences a technician reads (``seen``, ``found``: images looked at and
+    with the checkerboard found, for the geometry step)."""
+    v = values
+    out: list[str] = []
+    if step == "geometry":
+        if seen:
+            out.append(f"The checkerboard was found in {found} of {seen} images.")
+        elif "found" in v:
+            out.append("The checkerboard is in view." if v["found"] else "The checkerboard is not in view.")
+        if "views" in v:
+            need = v.get("min_views")
+            out.append(f"{v['views']} different views taken" + (f", at least {need} needed." if need else "."))
+        if isinstance(v.get("coverage"), float):
+            out.append(f"The views cover {v['coverage']:.0%} of the picture.")
+    elif step == "focus":
+        now = v.get("focus_settled", v.get("focus"))
+        if isinstance(now, float):
+            out.append(f"Sharpness now {now:.3f}; the best seen {float(v.get('peak') or 0.0):.3f}.")
+        band = v.get("band")
+        if band:
+            ok = isinstance(now, float) and now >= band[0]
+            out.append(f"{'Sharp enough' if ok else 'Not sharp enough yet'}: the reference asks {band[0]:.3f} or more.")
         else:
-            rows.append((k, v))
-    cells = []
-    for k, v in rows[:14]:
-        if isinstance(v, dict):
-            v = ", ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}" for a, b in v.items()
-                          if a in ("current", "reference", "ok", "correction"))
-        elif isinstance(v, float):
-            v = f"{v:.4g}"
-        elif isinstance(v, (list, tuple)):
-            v = ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v[:6])
-        cells.append(f"<tr><td>{html.escape(str(k))}</td><td><b>{html.escape(str(v))}</b></td></tr>")
-    return "<table>" + "".join(cells) + "</table>"
+            out.append("No reference to compare with: turn the ring to the sharpest picture.")
+    elif step == "exposure":
+        for k, row in (v.get("exposure") or {}).items():
+            out.append(_within(k, row))
+    elif step == "golden":
+        rates = v.get("hit_rate") or {}
+        if "frames" in v:
+            out.append(f"{v['frames']} images of the golden parts checked.")
+        if rates:
+            missed = v.get("missed") or []
+            out.append(f"{len(rates) - len(missed)} of {len(rates)} known defects found.")
+            if missed:
+                out.append("Not found: " + ", ".join(missed) + ".")
+        elif "frames" in v:
+            out.append("No golden part with a known defect fully in view yet.")
+        if "false_alarms" in v:
+            n = v["false_alarms"]
+            out.append(f"{n} false alarm{'' if n == 1 else 's'} ({float(v.get('false_alarms_per_frame', 0)):.2f} "
+                       f"per image).")
+    elif step == "domain":
+        if "frames" in v:
+            out.append(f"{v['frames']} fresh images measured.")
+        for k, row in (v.get("metrics") or {}).items():
+            out.append(_within(k, row))
+        if isinstance(v.get("luma_psi"), float):
+            out.append(f"Spread of brightness like the training images' (PSI {v['luma_psi']:.3f})."
+                       if "luminance histogram (PSI)" not in (v.get("beyond") or [])
+                       else f"Spread of brightness unlike the training images' (PSI {v['luma_psi']:.3f}).")
+        if isinstance(v.get("novel_share"), float):
+            out.append(f"{v['novel_share']:.0%} of the images look unlike anything the model was trained on.")
+        if v.get("beyond"):
+            out.append("Unlike the training images in: " + ", ".join(NAMES.get(b, b) for b in v["beyond"]) + ".")
+    return out
+
+
+def _values_html(step: str, values: dict[str, Any], seen: int = 0, found: int = 0) -> str:
+    """The measured values as short sentences, one a line."""
+    return "<br>".join(html.escape(line) for line in describe(step, values, seen, found))
 
 
 class ReasonPage(QtWidgets.QWizardPage):
@@ -171,6 +238,7 @@ class StepPage(QtWidgets.QWizardPage):
         self.mandatory = mandatory
         self._who = who
         self.state: dict[str, Any] | None = None
+        self._seen = self._found = 0  # images looked at and with the checkerboard found (geometry)
         self.setObjectName(f"page_{step}")
         self.setTitle(f"{title}{' (mandatory)' if mandatory else ''}")
         self.setSubTitle(instructions)
@@ -181,6 +249,7 @@ class StepPage(QtWidgets.QWizardPage):
         self.values = QtWidgets.QLabel()
         self.values.setObjectName("values")
         self.values.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.values.setWordWrap(True)
         self.verdict = _verdict_label()
         self.summary = QtWidgets.QLabel()
         self.summary.setObjectName("summary")
@@ -224,6 +293,7 @@ class StepPage(QtWidgets.QWizardPage):
             self._again()
 
     def _again(self) -> None:
+        self._seen = self._found = 0
         self.state = None
         self.override_box.setVisible(False)
         self.summary.setText("")
@@ -237,7 +307,10 @@ class StepPage(QtWidgets.QWizardPage):
             return
         self.preview.set_rgb(rgb)
         self.message.setText(message)
-        self.values.setText(_values_html(values))
+        if self.step == "geometry" and "found" in values:
+            self._seen += 1
+            self._found += bool(values["found"])
+        self.values.setText(_values_html(self.step, values, self._seen, self._found))
         live = {"pass": "PASS (live)", "fail": "not yet in band" if self.step in ("focus", "exposure") else "FAIL (live)"}
         self.verdict.setText(live.get(status, "Measuring…") if status != "running" else "Measuring…")
 
@@ -335,10 +408,16 @@ class CommitPage(QtWidgets.QWizardPage):
             self.blocked.setStyleSheet("color:#1a7f37")
         self.commit_button.setEnabled(not blocking and self.result is None)
 
+    WAITING = "Waiting for a PIN to sign the recalibration…"
+    WRITING = "Writing the lens profile, the reference and the report…"
+
     def _commit(self) -> None:
         self.commit_button.setEnabled(False)
-        self.outcome.setText("Writing the lens profile, the reference and the report…")
+        self.outcome.setStyleSheet("")
+        self.outcome.setText(self.WAITING)  # the controller asks for the PIN before anything is written
         self.controller.commit(self.keep_reference.isChecked())
+        if self.result is None and self.outcome.text() == self.WAITING:  # signed (a refusal says so at once)
+            self.outcome.setText(self.WRITING)
 
     def on_committed(self, result: dict[str, Any]) -> None:
         self.result = result

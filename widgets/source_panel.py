@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -77,21 +77,38 @@ class SourceChooser(QtWidgets.QWidget):
 
 
 class EventLog(QtWidgets.QListWidget):
-    """Newest first; warnings and failures stand out. Keeps a bounded number of lines."""
+    """Newest first; warnings and failures stand out, drift alarms in red and drift warnings in amber. Lines wrap
+    rather than being cut, and each one's full text is its tooltip. Keeps a bounded number of lines."""
 
-    COLOURS = {"stalled": "#e8a33d", "frozen": "#e8a33d", "unavailable": "#e05a4f", "error": "#e05a4f",
-               "failed": "#e05a4f", "model-error": "#e05a4f", "alarm": "#e8a33d", "recovered": "#5cb85c", "frame-error": "#e8a33d"}
+    AMBER, RED = "#e8a33d", "#e05a4f"
+    COLOURS = {"stalled": AMBER, "frozen": AMBER, "unavailable": RED, "error": RED,
+               "failed": RED, "model-error": RED, "alarm": AMBER, "recovered": "#5cb85c", "frame-error": AMBER}
+    SEVERITY_COLOURS: ClassVar[dict[str, str]] = {"alarm": RED, "warning": AMBER, "cleared": "#5cb85c"}
 
     def __init__(self, max_lines: int = 500, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("eventLog")
         self.max_lines = max_lines
         self.setAlternatingRowColors(True)
+        self.setWordWrap(True)
+        self.setTextElideMode(QtCore.Qt.TextElideMode.ElideNone)
+        self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QtWidgets.QListView.ResizeMode.Adjust)
+
+    def colour(self, kind: str, message: str) -> str | None:
+        """The line's colour: for an alarm event (``"<metric> <severity>: ..."``) by its severity."""
+        if kind == "alarm":
+            head = message.split(":", 1)[0].split()
+            if len(head) >= 2 and head[-1] in self.SEVERITY_COLOURS:
+                return self.SEVERITY_COLOURS[head[-1]]
+        return self.COLOURS.get(kind)
 
     def add(self, kind: str, message: str, when: float | None = None) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time()))
-        item = QtWidgets.QListWidgetItem(f"{stamp}  {kind}: {message}")
-        colour = self.COLOURS.get(kind)
+        text = f"{stamp}  {kind}: {message}"
+        item = QtWidgets.QListWidgetItem(text)
+        item.setToolTip(text)
+        colour = self.colour(kind, message)
         if colour:
             item.setForeground(QtGui.QBrush(QtGui.QColor(colour)))
         self.insertItem(0, item)

@@ -17,6 +17,33 @@ from engine.runtime.station import trend_history
 REDRAW_MS = 250
 
 
+def time_to_limit(seconds: float | None) -> str:
+    """A tile's status line for a metric that drifts: when its tolerance is reached at this trend (given only
+    within the monitor's horizon), else "steady"."""
+    if seconds is None:
+        return "steady"
+    if seconds < 3600:
+        return f"limit in {max(1, round(seconds / 60))} min"
+    return f"limit in {seconds / 3600:.1f} h"
+
+
+def tile_states(mon: DriftMonitor) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Each tile's level and tooltip, and its status line, from the monitor's state."""
+    warming = mon.warming_up
+    levels, etas = {}, {}
+    for k, m in mon.metrics.items():
+        tip = f"{k}: {m.value:.4g} (reference {m.reference:.4g}, tolerance {m.low:.4g}..{m.high:.4g})"
+        if warming:
+            left = mon.warmup_batches - mon.batches
+            levels[k] = ("warming", f"{k}: warming up, {left} more batch{'es' if left != 1 else ''} before it is charted")
+        else:
+            levels[k] = (m.level, tip)
+            if m.level != "ok":
+                etas[k] = time_to_limit(m.time_to_tolerance_s) if m.level == "warning" else "outside tolerance"
+    levels["novel_rate"] = ("warming" if warming else mon.novelty_level, "share of recent frames unlike the reference")
+    return levels, etas
+
+
 class DriftView(QtCore.QObject):
     def __init__(self, w: Any) -> None:
         super().__init__(w)
@@ -43,6 +70,7 @@ class DriftView(QtCore.QObject):
         d.summary.setText(f"Reference {ref.id[:12]} ({ref.frames} frames, {ref.meta.get('source', '?')}); "
                           f"batches of {monitor.batch} frames")
         d.set_references({k: (m.reference, m.low, m.high) for k, m in monitor.metrics.items()})
+        d.set_levels(*tile_states(monitor))
         if self.w.station.history_due(ref.id):  # months of minute aggregates, once per reference
             self._loading += 1
             self.w.tasks.run(trend_history, self.w.station.data_dir, ref.id, on_done=self._history,
@@ -89,13 +117,7 @@ class DriftView(QtCore.QObject):
                     if a.severity in ("warning", "alarm") and a.name in p.means:
                         d.mark_alarm(a.name, p.time, p.means[a.name], a.severity)
         if mon is not None and points:
-            levels, etas = {}, {}
-            for k, m in mon.metrics.items():
-                tip = f"{k}: {m.value:.4g} (reference {m.reference:.4g}, tolerance {m.low:.4g}..{m.high:.4g})"
-                levels[k] = (m.level, tip)
-                if m.time_to_tolerance_s is not None and m.level != "ok":
-                    etas[k] = f"limit in {m.time_to_tolerance_s / 3600:.1f} h"
-            levels["novel_rate"] = (mon.novelty_level, "share of recent frames unlike the reference")
+            levels, etas = tile_states(mon)
             d.set_levels(levels, etas)
             d.set_histograms(mon.window_histogram(), mon.ref.hist[0] / max(1, mon.ref.hist[0].sum()))
         d.redraw()

@@ -78,8 +78,11 @@ class ChartState:
 class ControlChart:
     """EWMA and two-sided CUSUM on standardised batch means of one metric."""
 
-    def __init__(self, mean: float, sigma: float, arl0: float, lam: float = 0.2, k: float = 0.5) -> None:
+    def __init__(self, mean: float, sigma: float, arl0: float, lam: float = 0.2, k: float = 0.5,
+                 upper_only: bool = False) -> None:
         self.mean = float(mean)
+        # A distance from the reference (0 is a perfect match) drifts only upward: lower is no drift.
+        self.upper_only = upper_only
         self.sigma = float(sigma) if sigma > 0 else 1e-9
         self.lam = lam
         self.k = k
@@ -105,6 +108,8 @@ class ControlChart:
     @property
     def signalling(self) -> bool:
         s = self.state
+        if self.upper_only:
+            return s.ewma - self.mean > self.ewma_halfwidth or s.cusum_hi > self.h
         return abs(s.ewma - self.mean) > self.ewma_halfwidth or s.cusum_hi > self.h or s.cusum_lo > self.h
 
     def reset(self) -> None:

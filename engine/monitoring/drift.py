@@ -8,9 +8,14 @@ Levels, per metric:
   is still inside the metric's tolerance;
 - **alarm**: a chart signals and the smoothed value is outside the tolerance.
 
+For the first ``warmup_batches`` batches after the monitor starts (the line starting, a reference swapped) the
+batch means are drawn but the charts are not fed: the belt fills and the camera settles, and nothing warns. The
+tiles say "warming up" meanwhile (:attr:`DriftMonitor.warming_up`).
+
 The tolerances are engineering limits in the config (``[drift.relative_tolerance]``, a share of
 the reference mean, and ``[drift.absolute_tolerance]``); the time left until a tolerance is
-crossed is extrapolated from the trend of the recent batch means.
+crossed is extrapolated from the trend of the recent batch means, and given only when it is within
+``ETA_HORIZON_S`` (a trend that would take longer is steady).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from engine.monitoring.reference import Reference, ReferenceError
 from engine.monitoring.stats import SCALARS, FrameStats, cpu_stats, opencv_luma_is_exact
 
 LEVELS = ("ok", "warning", "alarm")
-BUILTIN_REFERENCE = "reference_nominal.npz"  # the simulated nominal line at 1280x1024, with the built-in model
+BUILTIN_REFERENCE = "reference_nominal.npz"  # the default simulated station (seed 0), nominal, 1280x1024, built-in model
 STATION_FILE = "station.json"  # in the data directory: the reference a recalibration made the station's own
 GRID_SIGMA_FLOOR = 0.002  # 0.2 % of the frame's mean level
 STATIC_CELL_MAX_SPREAD = 0.05  # a cell is static when its batch-mean median varies less than 5 % in the reference
@@ -40,6 +45,7 @@ STATIC_CELLS_MIN = 4  # fewer static cells than this: no uniformity drift
 NOVELTY_WARNING_RATE = 0.05
 SIZE_DEPENDENT = ("focus", "noise")  # statistics that change when a frame is resized  # share of novel frames in the window
 NOVELTY_ALARM_RATE = 0.20
+ETA_HORIZON_S = 24 * 3600.0  # a tolerance crossed later than this at the present trend: steady, no time given
 
 
 def batch_means(x: np.ndarray, b: int) -> np.ndarray:
@@ -110,8 +116,10 @@ class DriftMonitor:
     def __init__(self, reference: Reference, relative_tolerance: dict[str, float],
                  absolute_tolerance: dict[str, float], arl0_batches: float = 1e6, window: int = 300,
                  batch: int = 10, stats_fn: Callable[[np.ndarray], FrameStats] = cpu_stats,
-                 on_batch: Callable[[BatchPoint], None] | None = None, backend: str = "cpu") -> None:
+                 on_batch: Callable[[BatchPoint], None] | None = None, backend: str = "cpu",
+                 warmup_batches: int = 0) -> None:
         self.ref = reference
+        self.warmup_batches = max(0, int(warmup_batches))
         self.stats_fn = stats_fn
         self.backend = backend  # where stats_fn computes ("cpu", "gpu"), for reports
         opencv_luma_is_exact()  # decided now, not on the first frame
@@ -124,12 +132,12 @@ class DriftMonitor:
         self.charts: dict[str, ControlChart] = {}
         self.metrics: dict[str, MetricState] = {}
 
-        def add_chart(name: str, mean: float, sigma: float, min_sigma: float) -> None:
+        def add_chart(name: str, mean: float, sigma: float, min_sigma: float, upper_only: bool = False) -> None:
             lo, hi = tolerance_band(name, mean, relative_tolerance, absolute_tolerance)
             # Shifts far smaller than the tolerance are real but not worth a signal: the chart's sigma is at
             # least an eighth of the tolerance's half-width (an acceptance control chart).
             floor = (hi - lo) / 16 if math.isfinite(hi - lo) else 0.0
-            self.charts[name] = ControlChart(mean, max(sigma, floor, min_sigma), arl0_batches)
+            self.charts[name] = ControlChart(mean, max(sigma, floor, min_sigma), arl0_batches, upper_only=upper_only)
             self.metrics[name] = MetricState(name, mean, lo, hi, value=mean)
 
         for k in SCALARS:
@@ -139,11 +147,13 @@ class DriftMonitor:
         self._grid_model = self._fit_grid_model(reference) if reference.grids is not None else None
         if self._grid_model is not None:
             x = self._grid_model[2]
-            add_chart("grid_drift", float(x.mean()), float(x.std(ddof=1)), 1e-6)
+            # A distance: only a rise is drift. It also falls when a slower line (frames dropped) spreads a batch
+            # over more of the belt than the reference's consecutive frames, which is no drift at all.
+            add_chart("grid_drift", float(x.mean()), float(x.std(ddof=1)), 1e-6, upper_only=True)
         self._static_model = self._fit_static_model(reference) if reference.cell_medians is not None else None
         if self._static_model is not None:
             x = self._static_model[2]
-            add_chart("uniformity_drift", float(x.mean()), chart_sigma(x, 1), 1e-6)
+            add_chart("uniformity_drift", float(x.mean()), chart_sigma(x, 1), 1e-6, upper_only=True)
         self._reset_batch()
         self._ref_hist = reference.hist[0]
         self._hist_window: deque[np.ndarray] = deque(maxlen=window)
@@ -152,7 +162,7 @@ class DriftMonitor:
         self._proj_window: deque[np.ndarray] = deque(maxlen=window)
         self.novelty_level = "ok"
         self.scores: dict[str, float] = {}
-        self.points: deque[BatchPoint] = deque(maxlen=20000)
+        self.points: deque[BatchPoint] = deque(maxlen=3000)  # the recent batches (readers take the new ones)
         self.batches = 0
         self.frames = 0
         self.size_mismatch = False
@@ -255,6 +265,11 @@ class DriftMonitor:
         return bool(self._embedding_verdict)
 
     @property
+    def warming_up(self) -> bool:
+        """True during the first ``warmup_batches`` batches: means are kept, charts not fed, no level changes."""
+        return self.batches < self.warmup_batches
+
+    @property
     def overall_level(self) -> str:
         levels = [m.level for m in self.metrics.values()] + [self.novelty_level]
         return max(levels, key=LEVELS.index)
@@ -270,10 +285,14 @@ class DriftMonitor:
             means["uniformity_drift"] = self._uniformity_drift(self._median_sum / self._median_count)
         self._reset_batch()
         alarms: list[Alarm] = []
+        warming = self.warming_up
         for k, mean in means.items():
             if k not in self.charts:
                 continue
             chart, m = self.charts[k], self.metrics[k]
+            if warming:
+                m.last_batch = mean
+                continue
             signalling = chart.update(mean)
             m.value, m.last_batch = chart.state.ewma, mean
             m.history.append((t, mean))
@@ -286,7 +305,7 @@ class DriftMonitor:
         self._scores()
         if self._novel_window:
             means["novel_rate"] = float(np.mean(self._novel_window))
-        nov_level = self._novelty_level()
+        nov_level = self._novelty_level() if not warming else "ok"
         if nov_level != self.novelty_level:
             rate = float(np.mean(self._novel_window)) if self._novel_window else 0.0
             alarms.append(Alarm("novelty", nov_level if nov_level != "ok" else "cleared",
@@ -386,11 +405,12 @@ class DriftMonitor:
         if t[-1] - t[0] <= 0:
             return None
         slope = float(np.polyfit(t - t[0], y, 1)[0])
+        eta = None
         if slope > 0 and math.isfinite(m.high):
-            return (m.high - m.value) / slope
-        if slope < 0 and math.isfinite(m.low):
-            return (m.low - m.value) / slope
-        return None
+            eta = (m.high - m.value) / slope
+        elif slope < 0 and math.isfinite(m.low):
+            eta = (m.low - m.value) / slope
+        return eta if eta is not None and 0 <= eta <= ETA_HORIZON_S else None
 
     def _scores(self) -> None:
         if not self._hist_window:
@@ -521,4 +541,4 @@ def measurers_for(config: dict[str, Any], reference_path: str | None = None,
     ref = Reference.load(path)
     return [DriftMonitor(ref, d["relative_tolerance"], d["absolute_tolerance"], arl0_batches=d["arl0_batches"],
                          window=d["window_frames"], batch=d["batch_frames"], on_batch=on_batch, stats_fn=stats_fn,
-                         backend=backend)]
+                         backend=backend, warmup_batches=d.get("warmup_batches", 0))]

@@ -180,8 +180,8 @@ class FieldWatch:
                     st.auto_counts.submitted += 1
                 st.submit(d, None, d.verdict)
         elif st.store is not None:
-            st.queue.append((held, SHADOW_REASON))  # deque appends are atomic; the worker appends too
-            st.queue_changed.emit(len(st.queue))
+            if st.queue.offer(held, SHADOW_REASON, st.router.VALUES.get(SHADOW_REASON, 1.0)):
+                st.queue_changed.emit(len(st.queue))
 
 
 def field_report(data_dir: Any, config: dict[str, Any], since: float | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ class SessionHost(Protocol):
     """What the review session needs of the station (:class:`engine.runtime.station.Station` is one)."""
 
     classes: tuple[str, ...]
-    queue: Any  # a deque of (FrameResult, reason)
+    queue: Any  # an engine.runtime.review_queue.ReviewQueue: take() -> QueuedFrame | None
     queue_changed: Announcer
     store: Any  # the FeedbackStore, or None where it could not be opened
     permits: Callable[[str], bool]
@@ -121,13 +121,13 @@ class ReviewSession:
             self.freeze(result, "operator")
 
     def next_live_queued(self) -> bool:
-        """Freeze the oldest frame the router set aside; False when the queue is empty."""
+        """Freeze the most valuable frame the router set aside (decoded now); False when the queue is empty."""
         q = self.station.queue
-        if not q:
-            return False
-        result, why = q.popleft()
+        item = q.take()
         self.station.queue_changed.emit(len(q))
-        self.freeze(result, why)
+        if item is None:
+            return False
+        self.freeze(item.result(), item.reason)
         return True
 
     def select(self, index: int) -> None:

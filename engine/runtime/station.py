@@ -15,7 +15,7 @@ import getpass
 import json
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore
 from engine.review.router import ReviewRouter, RouterConfig
 from engine.runtime.field import FieldWatch
 from engine.runtime.pipeline import FrameResult, Pipeline, PipelineConfig, SourceEvent, State
+from engine.runtime.review_queue import ReviewQueue
 from engine.runtime.review_session import AckRecord, ReviewSession, frame_for_review
 from engine.sources import open_source
 
@@ -135,9 +136,13 @@ class Station:
         self.monitor: DriftMonitor | None = None
         self.trend_store: TrendStore | None = None
         self._history_loaded: set[str] = set()
-        self.router = ReviewRouter(RouterConfig())
+        review = config.get("review") or {}
+        self.router = ReviewRouter(RouterConfig.from_config(review))
+        # Frames set aside for review (most valuable first, compressed), offered on the pipeline's worker while
+        # someone may review (signed in), so nobody meets a pile of stale frames at sign-in.
+        self.queue = ReviewQueue(int(review.get("queue_length", 50)), float(review.get("max_age_s", 900.0)))
+        # The unbiased random sample that field accuracy is measured on ([accuracy] sample_share).
         self.router.cfg.sample_rate = float((config.get("accuracy") or {}).get("sample_share", 0.01))
-        self.queue: deque = deque(maxlen=500)  # (FrameResult, reason), appended on the pipeline's worker
         self._auto: Any = None
         self.auto_counts = AutoReviewCounts()
         self.session: Any = None  # who is signed in (engine.security.auth.Session), None: nobody
@@ -446,11 +451,10 @@ class Station:
                                          result.frame.sequence))
         if self._auto is not None:
             self._auto_review(result)
-        elif self.store is not None:
+        elif self.store is not None and self.permits("review"):
             scores = [b.score or 0.0 for b in result.detections.boxes] if result.detections is not None else []
-            why = self.router.reason(scores, result.measurements)
-            if why is not None:
-                self.queue.append((result, why))
+            routed = self.router.route(scores, result.measurements)
+            if routed is not None and self.queue.offer(result, *routed):
                 self.queue_changed.emit(len(self.queue))
         self.field.on_frame(result)
         self.frame_done.emit(result)

@@ -198,3 +198,30 @@ def test_blind_re_review_in_the_review_dock(qtbot, data_dir):
         assert w.station.review.frame is None and "No stored frame" not in w.review.status.text()
     finally:
         w.close()
+
+
+def test_with_one_reviewer_the_dashboard_says_what_agreement_needs(qtbot):
+    ratings = [Rating(f"i{i}", "ann", LABELS[i % 4], float(i), 0.6, None) for i in range(5)]
+    dash = AgreementDashboard()
+    qtbot.addWidget(dash)
+    dash.resize(700, 500)
+    dash.show()
+    dash.set_report(report(ratings))
+    assert dash.needs.text() == ("Agreement needs at least two reviewers on the same items: 1 reviewer, "
+                                 "0 shared items so far.")
+    assert not dash.needs.isHidden() and dash.tabs.isHidden()
+    assert "n/a" not in dash.headline.text() + dash.summary.text()
+    assert dash.headline.text().strip() != "0" and dash.headline.wordWrap() is False
+
+
+def test_the_trend_axis_counts_whole_items(qtbot):
+    dash = AgreementDashboard()
+    qtbot.addWidget(dash)
+    dash.set_report(_simulated_report())
+    axis = dash.trend.getPlotItem().getAxis("bottom")
+    for lo, hi in ((0.0, 1.0), (0.0, 7.3), (0.0, 500.0)):
+        ticks = [v for _, values in axis.tickValues(lo, hi, 400) for v in values]
+        assert ticks and all(v == int(v) for v in ticks) and ticks[0] >= 0
+        assert axis.tickStrings(ticks, 1.0, 1.0)[0] == str(int(ticks[0]))
+    (x0, _), _ = dash.trend.getPlotItem().vb.viewRange()
+    assert x0 <= 0.5

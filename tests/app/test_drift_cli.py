@@ -32,11 +32,12 @@ def test_reference_build_show_and_a_headless_run_against_it(tmp_path, capsys):
     assert main(["reference", "show", str(ref)]) == 0
     assert "focus" in capsys.readouterr().out
     out = tmp_path / "run.jsonl"
+    # The run starts 140 frames before the lens change at slot 240: the drift warm-up (10 batches) is over by then.
     assert main(["run", "--headless", "--source", "sim://?seed=5&scenario=lens-change&width=320&height=256"
-                 "&start=200", "--frames", "100", "--jsonl", str(out), "--reference", str(ref), "--model", "none",
+                 "&start=100", "--frames", "200", "--jsonl", str(out), "--reference", str(ref), "--model", "none",
                  "--data-dir", str(tmp_path / "d")]) == 0
     frames = [json.loads(line) for line in out.read_text().splitlines() if '"type":"frame"' in line]
-    assert len(frames) == 100 and "focus" in frames[0]["measurements"]
+    assert len(frames) == 200 and "focus" in frames[0]["measurements"]
     assert frames[0]["measurements"]["drift_level"] == "ok"
     alarms = [(f["sequence"], a) for f in frames for a in f["alarms"]]
     assert any(a["name"] == "focus" and a["severity"] == "alarm" and seq < 290 for seq, a in alarms)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def _keep_picture(widget, name: str) -> None:
         assert widget.grab().save(str(Path(SHOTS) / name))
 
 
+def _assert_plain(page) -> None:
+    """What a step page says it measured is sentences: no True/False, no field names."""
+    text = page.values.text()
+    assert text and not re.search(r"\b(True|False|None)\b|\b[a-z]+_[a-z_]+\b", text), text
+
+
 def _wait_judged(qtbot, page, timeout=60000):
     qtbot.waitUntil(lambda: page.state is not None, timeout=timeout)
     return page.state
@@ -96,6 +103,8 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     assert state["status"] == "pass", state["summary"]
     assert geo.verdict.text() == "PASS" and geo.preview.frames_shown > 0
     assert "reprojection" in geo.summary.text()
+    assert re.search(r"The checkerboard was found in \d+ of \d+ images\.", geo.values.text())
+    _assert_plain(geo)
     fx = next(r for r in state["values"]["comparison"] if r["key"] == "fx")
     assert 0.03 < fx["relative"] < 0.09  # the replacement lens's focal length is 6 % longer
     _keep_picture(geo, "wizard_geometry.png")
@@ -115,6 +124,7 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     focus.override_reason.setText("fixed-focus replacement lens, supplier sheet attached")
     qtbot.mouseClick(focus.override_button, QtCore.Qt.MouseButton.LeftButton)
     assert "overridden" in focus.verdict.text()
+    _assert_plain(focus)
     wiz.next()
 
     exposure = wiz.step_pages["exposure"]
@@ -132,6 +142,8 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     domain = wiz.step_pages["domain"]
     state = _wait_judged(qtbot, domain)
     assert state["status"] == "warn" and "not been trained on images like these" in state["summary"]
+    for page in (exposure, golden, domain):
+        _assert_plain(page)
     wiz.next()
 
     # The failed mandatory golden check blocks the finish...
@@ -149,6 +161,7 @@ def test_wizard_end_to_end_on_the_simulated_lens_change(qtbot, window, data_dir,
     assert wiz.currentPage() is commit and commit.commit_button.isEnabled()
     assert commit.new_reference.isChecked()
     qtbot.mouseClick(commit.commit_button, QtCore.Qt.MouseButton.LeftButton)
+    assert commit.outcome.text() != commit.WAITING  # signed: writing (or done), no longer waiting for the PIN
     qtbot.waitUntil(lambda: commit.result is not None, timeout=60000)
     result = commit.result
 

@@ -214,13 +214,13 @@ def test_oracle_reviews_from_the_truth():
         parse_auto_review("human")
 
 
-def test_router_reasons_and_hourly_cap():
-    r = ReviewRouter(RouterConfig(threshold=0.5, margin=0.1, sample_rate=0.0, max_per_hour=2))
+def test_router_reasons_and_pace():
+    r = ReviewRouter(RouterConfig(threshold=0.5, margin=0.1, sample_rate=0.0, max_per_hour=2, burst=2, quotas={}))
     assert r.reason([0.55], {}, now=0) == "near-threshold"
     assert r.reason([0.95], {"novelty": 3.0}, now=1) == "novel"
-    assert r.reason([0.95], {"drift_level": "alarm"}, now=2) is None  # capped
+    assert r.reason([0.95], {"drift_level": "alarm"}, now=2) is None  # the burst is spent
     assert r.capped == 1
-    assert r.reason([0.95], {"drift_level": "alarm"}, now=3700) == "drift-alarm"
+    assert r.reason([0.95], {"drift_level": "alarm"}, now=1802) == "drift-alarm"  # a token every half hour
     assert r.reason([0.95], {}, now=3800) is None
 
 

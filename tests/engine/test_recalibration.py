@@ -173,7 +173,7 @@ def test_golden_parts_pass_on_the_nominal_lens_at_full_size(data_dir, detector):
 
 
 def test_campaign_routes_every_nth_frame_to_the_review_queue(tmp_path):
-    router = ReviewRouter(RouterConfig(sample_rate=0.0))
+    router = ReviewRouter(RouterConfig(sample_rate=0.0, quotas={}))  # the whole pace for the campaign
     c = Campaign("c1", every_n=4, frames=20, reason="test")
     router.campaign = c
     reasons = [router.reason([], {}, now=float(i)) for i in range(30)]

@@ -210,16 +210,31 @@ def test_detections_are_decided_one_after_another(data_dir):
     assert [r["verdict"] for r in rows] == ["confirm", "reclass"] and rows[1]["new_class"] == other
 
 
-def test_routed_frames_wait_in_the_queue_and_next_takes_the_oldest(station):
+def test_routed_frames_wait_in_the_queue_and_next_takes_the_oldest_of_equal_value(station):
     station.router.cfg.sample_rate = 1.0  # every frame is an agreement sample
+    station.router.cfg.margin = 0.0  # and none a boundary case
+    station.router.cfg.quotas = {}  # the whole burst for the sample
     lengths = []
     station.queue_changed.connect(lengths.append)
     station.open_source(SIM)
     wait(lambda: len(station.queue) >= 3)
-    oldest = station.queue[0][0]
+    oldest = station.queue[0]
+    assert station.queue.nbytes < 3 * oldest.result().frame.image.nbytes  # kept compressed
     assert station.review.next_live_queued()
-    assert station.review.frozen is oldest and station.review.frame.queue_reason == "agreement-sample"
+    assert station.review.frozen.frame.sequence == oldest.sequence
+    assert station.review.frame.queue_reason == "agreement-sample"
     assert lengths
+
+
+def test_nothing_is_queued_while_nobody_may_review(station):
+    station.router.cfg.sample_rate = 1.0
+    station.router.cfg.quotas = {}
+    station.permits = lambda permission: permission != "review"  # the window before anyone signs in
+    station.open_source(SIM)
+    wait(lambda: station.last_pipeline is not None and station.last_pipeline.stats.processed >= 20)
+    assert len(station.queue) == 0
+    station.permits = lambda permission: True
+    wait(lambda: len(station.queue) >= 1)
 
 
 def test_headless_auto_review_counts_acks(data_dir):
