@@ -100,3 +100,41 @@ def test_a_calibration_without_a_reference_rate_gives_no_recall():
     est = ExpectedPrecision(cal)
     est.add([0.8, 0.9], (0.3, 0.2))
     assert est.value == pytest.approx(0.9) and est.recall is None and est.f1 is None
+
+
+def test_the_station_suggests_retraining_on_the_expected_f1(data_dir, tmp_path):
+    import copy
+
+    from engine.core.config import default_config
+    from engine.monitoring.reference import Reference
+    from engine.monitoring.stats import cpu_stats
+    from engine.runtime.field import field_report
+    from engine.runtime.pipeline import PipelineConfig
+    from engine.runtime.station import Station
+
+    src = open_source("sim://?seed=100&width=320&height=256")
+    src.open()
+    ref = Reference.build(((cpu_stats(src.read().image), None) for _ in range(150)), {"source": "test"})
+    src.close()
+    cfg = copy.deepcopy(default_config())
+    cfg["drift"]["reference"] = str(ref.save(tmp_path / "ref.npz"))
+    cfg["accuracy"].update(floor=0.95, min_corrected_frames=0)
+    # Every score is worth 0.9 and the reference had no near-threshold peak: every candidate counts as missed.
+    Calibration(load_detector(None).name, (1.0,), (0.9,), threshold=0.4, floor=0.05, near=0.2,
+                near_rate=0.0).save(data_dir)
+    uri = "sim://?seed=5&scenario=lens-change&width=320&height=256&realtime=0&start=150"
+    station = Station(cfg, data_dir, uri=uri, realtime=False, pipeline_config=PipelineConfig(max_frames=120))
+    suggested = []
+    station.events.connect(lambda ev: suggested.append(ev.message) if ev.kind == "retrain-suggested" else None)
+    try:
+        station.load_model()
+        station.open_source(uri)
+        station.pipeline.join(120)
+    finally:
+        station.close()
+    f = station.field
+    assert f.expected_precision == pytest.approx(0.9) and f.expected_recall is not None
+    assert f.expected_f1 == pytest.approx(expected_f1(0.9, f.expected_recall))
+    assert len(suggested) == 1 and "the expected F1" in suggested[0]
+    out = field_report(data_dir, cfg)
+    assert out["expected_f1"] is not None and out["expected_recall"] is not None
