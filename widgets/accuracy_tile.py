@@ -34,7 +34,12 @@ class AccuracyTile(QtWidgets.QWidget):
                                  "the recent frames; needs no operator")
         form.addRow("Precision (sample)", self.precision)
         form.addRow("Recall (sample)", self.recall)
+        self.expected_recall = QtWidgets.QLabel("–")
+        self.expected_recall.setToolTip("Expected recall and F1: the calibrated scores of the boxes shown against "
+                                        "those of the candidates below the threshold and the near-threshold peaks "
+                                        "beyond the reference line's rate (a conservative count of misses)")
         form.addRow("Label-free estimate", self.estimate)
+        form.addRow("Expected recall / F1", self.expected_recall)
         lay.addLayout(form)
         self.classes = QtWidgets.QLabel("")
         self.classes.setWordWrap(True)
@@ -45,6 +50,7 @@ class AccuracyTile(QtWidgets.QWidget):
         self.plot.showGrid(y=True, alpha=0.3)
         self.plot.getAxis("bottom").setStyle(showValues=False)
         self.estimate_curve = self.plot.plot([], [], pen=pg.mkPen("#4fa3e0", width=2), name="estimate")
+        self.f1_curve = self.plot.plot([], [], pen=pg.mkPen("#c678dd", width=2), name="expected F1")
         self.sample_curve = self.plot.plot([], [], pen=None, symbol="o", symbolSize=6, symbolBrush="#5cb85c")
         lay.addWidget(self.plot)
         self.suggestion = QtWidgets.QLabel("")
@@ -82,13 +88,18 @@ class AccuracyTile(QtWidgets.QWidget):
         ep = out.get("expected_precision") or {}
         trend = ep.get("trend") or []
         self.estimate_curve.setData([r["minute"] for r in trend], [r["value"] for r in trend])
+        f1 = (out.get("expected_f1") or {}).get("trend") or []
+        self.f1_curve.setData([r["minute"] for r in f1], [r["value"] for r in f1])
         pts = [(r["hour"] + 1800, r["precision"]["value"]) for r in out.get("trend") or []
                if r["precision"]["value"] is not None]
         self.sample_curve.setData([t for t, _ in pts], [v for _, v in pts])
         self.show_suggestion(out.get("suggestion"))
 
-    def show_live(self, estimate: float | None, note: str = "") -> None:
+    def show_live(self, estimate: float | None, note: str = "", recall: float | None = None,
+                  f1: float | None = None) -> None:
         self.estimate.setText(f"{estimate:.3f}" if estimate is not None else (note or "–"))
+        self.expected_recall.setText("–" if recall is None else
+                                     f"{recall:.3f} / {'–' if f1 is None else f'{f1:.3f}'}")
 
     def show_suggestion(self, text: str | None) -> None:
         self.suggestion.setText(text or "")

@@ -70,19 +70,21 @@ def calibrate(args: argparse.Namespace, config: dict[str, Any]) -> int:
     from engine.inference.confidence import fit_calibration
 
     det, operating, frames = _collect(args)
-    cal = fit_calibration(frames, det.name, args.source, confidence=min(0.05, operating))
+    cal = fit_calibration(frames, det.name, args.source, confidence=min(0.05, operating), threshold=operating)
     path = cal.save(data_dir(args))
     shown = cal.probability([b.score for f in frames for b in f.predictions if (b.score or 0) >= operating])
     print(f"calibration of {det.name} on {len(frames)} frames of {args.source}: {cal.boxes} boxes, "
           f"{len(cal.knots)} steps; expected precision of the boxes shown there "
-          f"{float(shown.mean()) if shown.size else float('nan'):.3f}; saved to {path}")
+          f"{float(shown.mean()) if shown.size else float('nan'):.3f}; near-threshold peaks "
+          f"[{cal.near:g}, {cal.threshold:g}) per frame {cal.near_rate if cal.near_rate is not None else 0:.3f}; "
+          f"saved to {path}")
     return 0
 
 
 def estimate(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import numpy as np
 
-    from engine.inference.confidence import load_calibration
+    from engine.inference.confidence import expected_f1, expected_recall, load_calibration, missed_mass
     from engine.inference.evaluate import evaluate_buckets
 
     cal = load_calibration(data_dir(args))
@@ -100,9 +102,16 @@ def estimate(args: argparse.Namespace, config: dict[str, Any]) -> int:
                if b["t_start_s"] <= t < b["t_end_s"] or (b["bucket"] == last and t >= b["t_start_s"])]
         scores = [p.score for f in sel for p in f.predictions if (p.score or 0) >= operating]
         p = cal.probability(scores)
+        missed = [missed_mass(cal, [q.score for q in f.predictions if (q.score or 0) < operating]) for f in sel]
+        ep = float(p.mean()) if p.size else None
+        er = expected_recall(cal, float(p.sum()), sum(m for m, _ in missed), sum(n for _, n in missed), len(sel))
+        ef = expected_f1(ep, er)
         rows.append({"bucket": b["bucket"], "t_start_s": b["t_start_s"], "t_end_s": b["t_end_s"],
                      "frames": b["frames"], "shown_boxes": int(p.size),
-                     "expected_precision": round(float(p.mean()), 4) if p.size else None,
+                     "near_peaks": sum(n for _, n in missed),
+                     "expected_precision": None if ep is None else round(ep, 4),
+                     "expected_recall": None if er is None else round(er, 4),
+                     "expected_f1": None if ef is None else round(ef, 4),
                      "precision": b["precision"], "recall": b["recall"], "f1": b["f1"]})
     result = {"source": args.source, "model": det.name, "confidence": operating, "step": args.step,
               "calibration": {"source": cal.source, "boxes": cal.boxes}, "buckets": rows}
@@ -111,11 +120,16 @@ def estimate(args: argparse.Namespace, config: dict[str, Any]) -> int:
         return 0
     print(f"{det.name} on {args.source}: {len(frames)} frames (every {args.step}), confidence {operating:g}; "
           f"calibrated on {cal.source}")
-    print(f"{'span':<16}{'frames':>7}{'shown':>7}{'expected prec':>14}{'prec':>7}{'recall':>7}{'F1':>7}")
+    if cal.near_rate is None:
+        print("this calibration has no reference rate of near-threshold peaks, so no expected recall: run "
+              "`inspection-station accuracy calibrate` again", file=sys.stderr)
+    print(f"{'span':<14}{'frames':>7}{'shown':>6}{'near':>6}  {'expected: prec':>14}{'recall':>7}{'F1':>7}"
+          f"  {'true: prec':>10}{'recall':>7}{'F1':>7}")
     for r in rows:
         span = f"{r['t_start_s'] / 86400:.1f}-{r['t_end_s'] / 86400:.1f} d"
-        print(f"{span:<16}{r['frames']:>7}{r['shown_boxes']:>7}{_f(r['expected_precision']):>14}"
-              f"{_f(r['precision']):>7}{_f(r['recall']):>7}{_f(r['f1']):>7}")
+        print(f"{span:<14}{r['frames']:>7}{r['shown_boxes']:>6}{r['near_peaks']:>6}  {_f(r['expected_precision']):>14}"
+              f"{_f(r['expected_recall']):>7}{_f(r['expected_f1']):>7}"
+              f"  {_f(r['precision']):>10}{_f(r['recall']):>7}{_f(r['f1']):>7}")
     return 0
 
 
@@ -146,6 +160,10 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> int:
     ep = out["expected_precision"]
     print("label-free estimate (expected precision of the boxes shown): "
           + (f"{ep['value']:.3f}" if ep else "none kept (no calibration, or no drift reference while it ran)"))
+    er, ef = out.get("expected_recall"), out.get("expected_f1")
+    if er or ef:
+        print(f"label-free estimate (from the candidates below the threshold): expected recall "
+              f"{_f(er and er['value'])}, expected F1 {_f(ef and ef['value'])}")
     sh = out["shadow"]
     if any(sh.values()):
         print(f"shadow disagreements decided: champion right {sh['champion']}, challenger right {sh['challenger']}, "

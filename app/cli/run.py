@@ -117,6 +117,9 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
             summary["shadow"] = {**shadow, "judged": dict(station.field.shadow_judged())}
         if station.field.expected_precision is not None:
             summary["expected_precision"] = round(station.field.expected_precision, 4)
+        for key in ("expected_recall", "expected_f1"):
+            if getattr(station.field, key) is not None:
+                summary[key] = round(getattr(station.field, key), 4)
         if station.field.suggestion:
             summary["suggestion"] = station.field.suggestion
         if args.auto_review:

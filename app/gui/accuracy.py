@@ -73,7 +73,8 @@ class AccuracyView(QtCore.QObject):
 
     def show_live(self) -> None:
         field = self.w.station.field
-        self.tile.show_live(field.expected_precision, field.calibration_note)
+        self.tile.show_live(field.expected_precision, field.calibration_note, field.expected_recall,
+                            field.expected_f1)
         if field.suggestion:
             self.tile.show_suggestion(field.suggestion)
         shadow = field.shadow

@@ -17,6 +17,8 @@ class Detections:
     boxes: tuple[Box, ...]
     embedding: np.ndarray | None = None  # pooled features of the model's last hidden layer
     inference_ms: float = 0.0
+    # the scores of the peaks found below the threshold, down to the detector's candidate floor (None: not given)
+    candidates: tuple[float, ...] | None = None
 
     def to_list(self) -> list[dict[str, Any]]:
         return [b.to_dict() for b in self.boxes]

@@ -25,6 +25,7 @@ ONNX_NAME = "builtin_detector.onnx"  # the same network for ONNX Runtime (``mode
 BACKENDS = ("auto", "torch", "onnx")
 CARD_NAME = "builtin_detector.json"
 MAX_DETECTIONS = 100
+CANDIDATE_FLOOR = 0.05  # peaks below the threshold down to this are reported as candidates' scores (no boxes)
 
 
 sha256_of = sha256_file  # the name the detectors, the trainer and their callers use
@@ -186,8 +187,9 @@ class BuiltinDetector:
                 heat, box, emb = (torch.from_numpy(o) for o in self.session.run(None, {"images": x.numpy()}))
             else:
                 heat, box, emb = self.model(x)
-            dets = decode(heat, box, self.confidence)
-            dets = [d.cpu() for d in dets]
+            dets = [d.cpu() for d in decode(heat, box, min(self.confidence, CANDIDATE_FLOOR))]
+            below = [tuple(d[d[:, 4] < self.confidence, 4].tolist()) for d in dets]
+            dets = [d[d[:, 4] >= self.confidence] for d in dets]
             emb = emb.float().cpu().numpy()
         found = []
         for f, lb, d in zip(frames, boxes, dets):
@@ -197,7 +199,7 @@ class BuiltinDetector:
                 for b, s, c in zip(xy.tolist(), d[:, 4].tolist(), d[:, 5].tolist()) if b[2] > b[0] and b[3] > b[1]),
                 self.refinement, f.channel_order))
         ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
-        return [Detections(b, np.ascontiguousarray(e), ms) for b, e in zip(found, emb)]
+        return [Detections(b, np.ascontiguousarray(e), ms, c) for b, e, c in zip(found, emb, below)]
 
 
 def export_onnx(out: str | Path, weights: str | Path | None = None) -> Path:

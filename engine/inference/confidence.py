@@ -7,6 +7,13 @@ line, whose truth says which box was right. It is kept as ``calibration.json`` i
 read through it. The expected precision of what is shown is then the mean calibrated probability of the boxes
 shown over a recent window of frames; it needs no operator, and it falls when the model grows unsure of what it
 reports.
+
+It cannot see what the model stops showing. So the calibration also covers the candidates below the operating
+threshold, down to a floor (0.05), and keeps how many near-threshold peaks (from half the threshold up to it) a
+frame of the reference line has. The expected recall of a window is then ``S / (S + M)``: ``S`` the summed
+probability of the boxes shown, ``M`` the summed probability of the candidates below the threshold plus every
+near-threshold peak beyond the reference's rate, counted as a defect whose score sank under the threshold (a
+conservative count: such a peak may be noise of a changed image as well). Expected F1 follows from the two.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ class Calibration:
     boxes: int = 0
     source: str = ""
     created: float = 0.0
+    threshold: float = 0.0  # the operating threshold it was fitted for
+    floor: float = 0.0  # the lowest candidate score fitted
+    near: float = 0.0  # near-threshold peaks: from here up to ``threshold``
+    near_rate: float | None = None  # near-threshold peaks per frame of the reference line (None: no recall)
 
     def probability(self, scores: Sequence[float] | np.ndarray) -> np.ndarray:
         s = np.asarray(scores, np.float64)
@@ -79,7 +90,8 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.model, "knots": list(self.knots), "values": list(self.values),
-                "boxes": self.boxes, "source": self.source, "created": self.created}
+                "boxes": self.boxes, "source": self.source, "created": self.created, "threshold": self.threshold,
+                "floor": self.floor, "near": self.near, "near_rate": self.near_rate}
 
     def save(self, data_dir: Path) -> Path:
         path = Path(data_dir) / CALIBRATION_FILE
@@ -105,7 +117,9 @@ def load_calibration(data_dir: Path) -> Calibration | None:
         raise CalibrationError(f"{path} is not a calibration made by `inspection-station accuracy calibrate`")
     return Calibration(str(raw["model"]), tuple(float(v) for v in raw["knots"]),
                        tuple(float(v) for v in raw["values"]), int(raw.get("boxes", 0)), str(raw.get("source", "")),
-                       float(raw.get("created", 0.0)))
+                       float(raw.get("created", 0.0)), float(raw.get("threshold", 0.0)), float(raw.get("floor", 0.0)),
+                       float(raw.get("near", 0.0)),
+                       None if raw.get("near_rate") is None else float(raw["near_rate"]))
 
 
 def scored_boxes(frames: Sequence[FrameMatch], confidence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,12 +134,19 @@ def scored_boxes(frames: Sequence[FrameMatch], confidence: float = 0.0) -> tuple
 
 
 def fit_calibration(frames: Sequence[FrameMatch], model: str, source: str = "",
-                    confidence: float = 0.0) -> Calibration:
-    """Isotonic calibration of the boxes scoring at least ``confidence`` in ``frames`` (with their truth)."""
+                    confidence: float = 0.0, threshold: float | None = None) -> Calibration:
+    """Isotonic calibration of the boxes scoring at least ``confidence`` in ``frames`` (with their truth). With
+    the operating ``threshold`` (above ``confidence``: the candidates below it were collected too) it also keeps
+    the reference's rate of near-threshold peaks, which the expected recall needs."""
     scores, hits = scored_boxes(frames, confidence)
     knots, values = isotonic_fit(scores, hits)
+    near, rate = 0.0, None
+    if threshold is not None and threshold > confidence and frames:
+        near = round(max(confidence, threshold / 2), 6)
+        rate = round(sum(near <= (p.score if p.score is not None else 1.0) < threshold
+                         for f in frames for p in f.predictions) / len(frames), 6)
     return Calibration(model, tuple(round(float(k), 6) for k in knots), tuple(round(float(v), 6) for v in values),
-                       int(scores.size), source, time.time())
+                       int(scores.size), source, time.time(), float(threshold or 0.0), float(confidence), near, rate)
 
 
 def expected_precision(calibration: Calibration, scores: Sequence[float]) -> float | None:
@@ -134,19 +155,58 @@ def expected_precision(calibration: Calibration, scores: Sequence[float]) -> flo
     return float(p.mean()) if p.size else None
 
 
+def missed_mass(calibration: Calibration, candidates: Sequence[float]) -> tuple[float, int]:
+    """The summed probability of one frame's candidates below the threshold (down to the calibration's floor),
+    and how many of them are near-threshold peaks."""
+    c = np.asarray([s for s in candidates if s >= calibration.floor], np.float64)
+    if not c.size:
+        return 0.0, 0
+    near = int(np.count_nonzero((c >= calibration.near) & (c < calibration.threshold)))
+    return float(calibration.probability(c).sum()), near
+
+
+def expected_recall(calibration: Calibration, shown: float, missed: float, near: int, frames: int) -> float | None:
+    """``S / (S + M)`` (see the module description) from the summed probability of the boxes ``shown``, of the
+    ``missed`` candidates, and the ``near``-threshold peaks of ``frames`` frames; None without a reference rate
+    or with nothing expected at all."""
+    if calibration.near_rate is None or frames <= 0:
+        return None
+    m = missed + max(0.0, near - calibration.near_rate * frames)
+    return shown / (shown + m) if shown + m > 0 else None
+
+
+def expected_f1(precision: float | None, recall: float | None) -> float | None:
+    if precision is None or recall is None:
+        return None
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
 class ExpectedPrecision:
-    """The label-free precision estimate over the boxes shown in the last ``window`` frames. One thread feeds it
-    (the pipeline's worker); :attr:`value` may be read from any."""
+    """The label-free estimates over the last ``window`` frames: the precision of the boxes shown (:attr:`value`)
+    and, where the detector gives its candidates below the threshold and the calibration has a reference rate, the
+    recall and F1. One thread feeds it (the pipeline's worker); the figures may be read from any."""
 
     def __init__(self, calibration: Calibration, window: int = 300) -> None:
         self.calibration = calibration
-        self._frames: deque[np.ndarray] = deque(maxlen=max(1, int(window)))
+        self._frames: deque[tuple[np.ndarray, float, int] | tuple[np.ndarray, None, None]] = deque(
+            maxlen=max(1, int(window)))
         self.value: float | None = None
+        self.recall: float | None = None
+        self.f1: float | None = None
         self.boxes = 0
 
-    def add(self, scores: Sequence[float]) -> float | None:
-        self._frames.append(self.calibration.probability(scores))
-        allp = [p for p in self._frames if p.size]
-        self.boxes = int(sum(p.size for p in allp))
+    def add(self, scores: Sequence[float], candidates: Sequence[float] | None = None) -> float | None:
+        p = self.calibration.probability(scores)
+        if candidates is None:
+            self._frames.append((p, None, None))
+        else:
+            self._frames.append((p, *missed_mass(self.calibration, candidates)))
+        allp = [f[0] for f in self._frames if f[0].size]
+        self.boxes = int(sum(q.size for q in allp))
         self.value = float(np.concatenate(allp).mean()) if allp else None
+        given = [f for f in self._frames if f[1] is not None]
+        self.recall = (expected_recall(self.calibration, float(sum(f[0].sum() for f in given)),
+                                       float(sum(f[1] for f in given)), int(sum(f[2] for f in given)), len(given))
+                       if given else None)
+        self.f1 = expected_f1(self.value, self.recall)
         return self.value

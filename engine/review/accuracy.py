@@ -213,13 +213,13 @@ def shadow_outcomes(data_dir: Path, since: float | None = None) -> dict[str, int
 
 
 def retrain_suggestion(estimate: float | None, floor: float, drift_alarm: bool, corrected_frames: int,
-                       min_corrected: int) -> str | None:
+                       min_corrected: int, what: str = "expected precision") -> str | None:
     """The suggestion to retrain, in one sentence, when the label-free estimate is below ``floor`` while a drift
     alarm is active and at least ``min_corrected`` corrected frames exist to train on; else None. Only a
     suggestion: the station never retrains or promotes a model by itself."""
     if estimate is None or estimate >= floor or not drift_alarm or corrected_frames < min_corrected:
         return None
-    return (f"retraining is suggested: the expected precision {estimate:.2f} is below the floor {floor:.2f} while "
+    return (f"retraining is suggested: the {what} {estimate:.2f} is below the floor {floor:.2f} while "
             f"a drift alarm is active, and {corrected_frames} corrected frames are there to train on "
             "(export a bundle and run `model train --bundle`)")
 

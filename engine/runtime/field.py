@@ -23,6 +23,8 @@ from engine.runtime.shadow import ShadowRunner
 
 SUGGESTION_EVENT = "retrain-suggested"
 ESTIMATE_METRIC = "expected_precision"
+RECALL_METRIC = "expected_recall"
+F1_METRIC = "expected_f1"
 
 
 def _key(fr: Any) -> tuple:
@@ -56,7 +58,8 @@ class FieldWatch:
             self._calibrated_for = name
             self._use_calibration(name)
         if self.estimate is not None and result.detections is not None:
-            self.estimate.add([b.score if b.score is not None else 1.0 for b in result.detections.boxes])
+            self.estimate.add([b.score if b.score is not None else 1.0 for b in result.detections.boxes],
+                              getattr(result.detections, "candidates", None))
         shadow = self.shadow
         if shadow is not None:
             shadow.offer(result)
@@ -81,6 +84,16 @@ class FieldWatch:
         e = self.estimate
         return e.value if e is not None else None
 
+    @property
+    def expected_recall(self) -> float | None:
+        e = self.estimate
+        return e.recall if e is not None else None
+
+    @property
+    def expected_f1(self) -> float | None:
+        e = self.estimate
+        return e.f1 if e is not None else None
+
     def on_batch(self, point: Any) -> Any:
         """The batch with the estimate among its means (kept per minute by the trend store); the suggestion to
         retrain is checked here."""
@@ -88,7 +101,9 @@ class FieldWatch:
         self._check_suggestion(point.time, point.sequence)
         if value is None:
             return point
-        return dataclasses.replace(point, means={**point.means, ESTIMATE_METRIC: value})
+        extra = {k: v for k, v in ((RECALL_METRIC, self.expected_recall), (F1_METRIC, self.expected_f1))
+                 if v is not None}
+        return dataclasses.replace(point, means={**point.means, ESTIMATE_METRIC: value, **extra})
 
     def _check_suggestion(self, when: float, sequence: int) -> None:
         st = self.station
@@ -101,7 +116,11 @@ class FieldWatch:
                 self._corrected_stored = 0
         with self._lock:
             corrected = self._corrected_stored + len(self._corrected)
-        text = retrain_suggestion(self.expected_precision, self.floor, alarm, corrected, self.min_corrected)
+        f1 = self.expected_f1
+        if f1 is not None:  # the estimate that sees recall too, where the detector gives its candidates
+            text = retrain_suggestion(f1, self.floor, alarm, corrected, self.min_corrected, "expected F1")
+        else:
+            text = retrain_suggestion(self.expected_precision, self.floor, alarm, corrected, self.min_corrected)
         if text and not self.suggestion:
             st.events.emit(SourceEvent(SUGGESTION_EVENT, text, time.time(), sequence))
             if st.trend_store is not None:
@@ -193,10 +212,11 @@ def field_report(data_dir: Any, config: dict[str, Any], since: float | None = No
 
     acc = config.get("accuracy") or {}
     out = field_accuracy(data_dir, since, acc.get("shift_starts_h") or (6, 14, 22))
-    trend = read_trend(data_dir, ESTIMATE_METRIC, since)
-    out["expected_precision"] = ({"value": round(float(trend[-1]["mean"]), 4), "minute": trend[-1]["minute"],
-                                  "trend": [{"minute": r["minute"], "value": round(float(r["mean"]), 4)}
-                                            for r in trend[-240:]]} if trend else None)
+    for metric in (ESTIMATE_METRIC, RECALL_METRIC, F1_METRIC):
+        trend = read_trend(data_dir, metric, since)
+        out[metric] = ({"value": round(float(trend[-1]["mean"]), 4), "minute": trend[-1]["minute"],
+                        "trend": [{"minute": r["minute"], "value": round(float(r["mean"]), 4)}
+                                  for r in trend[-240:]]} if trend else None)
     out["shadow"] = shadow_outcomes(data_dir, since)
     out["corrected_frames"] = corrected_frames(data_dir)
     events = [e for e in read_events(data_dir, since) if e["kind"] == SUGGESTION_EVENT]

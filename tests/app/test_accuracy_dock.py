@@ -20,11 +20,11 @@ def test_the_dock_shows_the_estimate_and_runs_a_shadow_model(qtbot, data_dir):
     assert view.last["precision"]["n"] == 0 and view.tile.precision.text() == "–"
     view.show_live()
     assert "calibrate" in view.tile.estimate.text() or view.tile.estimate.text() == "–"
-    # A calibration for the built-in model: every score is worth 0.9.
+    # A calibration for the built-in model: every score is worth 0.9; no near-threshold peak on the reference.
     from engine.inference import load_detector
 
     name = load_detector(None).name
-    Calibration(name, (1.0,), (0.9,)).save(data_dir)
+    Calibration(name, (1.0,), (0.9,), threshold=0.4, floor=0.05, near=0.2, near_rate=0.0).save(data_dir)
     view.start_shadow(None)  # the built-in model as its own challenger: they agree
     qtbot.waitUntil(lambda: w.station.field.shadow is not None, timeout=60000)
     w.open_source(w.station.uri)
@@ -32,6 +32,10 @@ def test_the_dock_shows_the_estimate_and_runs_a_shadow_model(qtbot, data_dir):
     qtbot.waitUntil(lambda: w.station.field.expected_precision is not None, timeout=60000)
     view.show_live()
     assert view.tile.estimate.text() == "0.900" and view.tile.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: w.station.field.expected_recall is not None, timeout=60000)
+    view.show_live()
+    recall, f1 = view.tile.expected_recall.text().split(" / ")
+    assert 0.0 < float(recall) <= 1.0 and 0.0 < float(f1) <= 1.0
     assert "shadowed" in view.tile.shadow_figures.text()
     view.stop_shadow()
     qtbot.waitUntil(lambda: w.station.field.shadow is None and view.tile.start_button.isEnabled(), timeout=20000)
