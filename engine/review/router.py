@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from engine.core.frame import Box
 
 # The default share of the hourly budget each reason may use (a reason missing here has the whole budget).
 DEFAULT_QUOTAS = {"near-threshold": 0.4, "novel": 0.2, "drift-alarm": 0.2, "data-campaign": 0.2,
-                  "agreement-sample": 0.1}
+                  "agreement-sample": 0.1, "shadow": 0.2}
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ReviewRouter:
         self._rng = random.Random(seed)
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
         self._pace: tuple[int, int] | None = None
         self.capped = 0
         self.capped_by: Counter = Counter()  # reason -> frames the pace or its quota turned away
@@ -124,6 +126,10 @@ class ReviewRouter:
 
     def admit(self, why: str, now: float | None = None) -> bool:
         """Spend a token for a frame routed for ``why``: False (and counted) when the pace or its quota is spent."""
+        with self._lock:  # the pipeline's worker and the shadow model's thread both route frames
+            return self._admit(why, now)
+
+    def _admit(self, why: str, now: float | None) -> bool:
         now = self.clock() if now is None else now
         share = self.cfg.quotas.get(why, 1.0)
         own = self._bucket(why, share) if share < 1.0 else None

@@ -199,7 +199,9 @@ class FieldWatch:
                     st.auto_counts.submitted += 1
                 st.submit(d, None, d.verdict)
         elif st.store is not None:
-            if st.queue.offer(held, SHADOW_REASON, st.router.VALUES.get(SHADOW_REASON, 1.0)):
+            # Paced like every other reason ([review.quotas] shadow), so a busy challenger cannot flood the queue.
+            if st.router.admit(SHADOW_REASON) and st.queue.offer(held, SHADOW_REASON,
+                                                                 st.router.VALUES.get(SHADOW_REASON, 1.0)):
                 st.queue_changed.emit(len(st.queue))
 
 
