@@ -1,8 +1,9 @@
 """Inference: the built-in defect detector, users' own models, and evaluation against ground truth.
 
 :func:`load_detector` is the one entry point: ``None`` gives the built-in model shipped in
-``resources/``; a path gives a user's ONNX (``.onnx``, on ONNX Runtime), ``torch.export`` (``.pt2``) or
-TorchScript model (see
+``resources/``; a path gives the built-in network with weights of its own (a ``.pt`` state dict with its
+``.json`` card beside it, as ``model train`` writes), or a user's ONNX (``.onnx``, on ONNX Runtime),
+``torch.export`` (``.pt2``) or TorchScript model (see
 :mod:`engine.inference.user` for the input and output conventions). A file that cannot be used
 raises :class:`ModelError` with one sentence, and no user file is ever unpickled.
 """
@@ -22,7 +23,8 @@ def load_detector(path: str | Path | None = None, device: str | None = None,
                   confidence: float | None = None) -> Detector:
     """A ready detector.
 
-    ``path``: ``None`` for the built-in model, else an ONNX, ``.pt2`` or TorchScript file.
+    ``path``: ``None`` for the built-in model, else a fine-tuned ``.pt`` with its card, an ONNX, ``.pt2`` or
+    TorchScript file.
     ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``None`` picks CUDA when PyTorch sees a GPU.
     ``confidence``: the score a box needs to be reported, in [0, 1]; ``None`` takes the model
     card's threshold (built-in) or 0.25 (user models). The detector's ``confidence`` attribute can
@@ -34,6 +36,10 @@ def load_detector(path: str | Path | None = None, device: str | None = None,
         from engine.inference.builtin import BuiltinDetector
 
         return BuiltinDetector(device=device, confidence=confidence)
+    if _own_weights(Path(path).expanduser()):
+        from engine.inference.builtin import BuiltinDetector
+
+        return BuiltinDetector(Path(path).expanduser(), device=device, confidence=confidence)
     from engine.inference.user import UserModelDetector, _sniff
 
     if _sniff(Path(path).expanduser()) == "onnx":
@@ -41,6 +47,20 @@ def load_detector(path: str | Path | None = None, device: str | None = None,
 
         return OnnxDetector(path, device=device, confidence=confidence)
     return UserModelDetector(path, device=device, confidence=confidence)
+
+
+def _own_weights(path: Path) -> bool:
+    """A ``.pt`` state dict of the built-in network with its card beside it (``model train`` writes these): it
+    loads as the built-in model does, with ``torch.load(weights_only=True)``, after its SHA-256 is checked."""
+    if path.suffix != ".pt" or not path.is_file():
+        return False
+    import json
+
+    try:
+        card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and str(card.get("weights_format", "")).startswith("PyTorch state_dict")
 
 
 def describe(detector: Detector) -> str:
