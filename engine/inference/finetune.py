@@ -59,14 +59,14 @@ class FinetuneError(StationError):
 @dataclass(frozen=True)
 class FinetuneConfig:
     seed: int = 0
-    steps: int = 1500
+    steps: int = 500
     batch: int = 16
     crop: int = 256  # input pixels (a multiple of STRIDE)
     lr: float = 5e-4
     weight_decay: float = 1e-4
     warmup: int = 50
     threads: int = 2
-    replay_share: float = 0.4  # share of each batch's crops taken from replay frames
+    replay_share: float = 0.5  # share of each batch's crops taken from replay frames
     replay_frames: int = 200  # the replay set is topped up with simulated nominal frames to this many
     replay_sim_seeds: tuple[int, ...] = tuple(range(1000, 1100))  # the built-in model's training seeds
     object_crop_share: float = 0.75  # crops placed around a defect; else around a rejected box or anywhere
@@ -74,6 +74,7 @@ class FinetuneConfig:
     rejected_weight: float = 4.0  # the extra penalty on a rejected box's cells, relative to the usual one
     photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
     minutes: float | None = None  # wall-time cap on the training loop
+    freeze_bn_stats: bool = True  # batch norm keeps the parent's running statistics (what the nominal line looks like)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -169,22 +170,20 @@ def bundle_hashes(reader: Any) -> dict[str, str | None]:
             "sums_sha256": reader.sha256(SUMS) if reader.exists(SUMS) else None}
 
 
-def read_bundles(paths: list[Path], classes: tuple[str, ...], progress: TextIO | None = None) -> TrainingData:
-    """The train split of each bundle, as corrected frames and replay frames at the model's input size."""
-    import cv2
-
+def open_bundles(paths: list[Path]) -> list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]]:
+    """Each bundle's reader, train-split images and COCO truth, checked before anything is decoded: a missing
+    bundle, one without a train split, or train splits without a corrected frame is a :class:`FinetuneError`."""
     from engine.datasets.bundle.check import BundleReader
     from engine.datasets.bundle.formats import MANIFEST, coco_split_name
 
-    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
-    idx = {c: i for i, c in enumerate(classes)}
-    data = TrainingData(Pool(), Pool(), classes, [], Counter(), {o: Counter() for o in ORIGINS})
-    for path in paths:
-        path = Path(path).expanduser()
-        if not path.exists():
-            raise FinetuneError(f"bundle {path} does not exist")
-        reader = BundleReader(path)
-        try:
+    opened: list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]] = []
+    try:
+        for path in paths:
+            path = Path(path).expanduser()
+            if not path.exists():
+                raise FinetuneError(f"bundle {path} does not exist")
+            reader = BundleReader(path)
+            opened.append((path, reader, [], {}))
             if not reader.exists(MANIFEST):
                 raise FinetuneError(f"{path} is not a feedback bundle (it has no {MANIFEST})")
             name = coco_split_name("train")
@@ -194,6 +193,31 @@ def read_bundles(paths: list[Path], classes: tuple[str, ...], progress: TextIO |
             images = gt.get("images", []) if isinstance(gt, dict) else []
             if not images:
                 raise FinetuneError(f"the train split of bundle {path} holds no images")
+            opened[-1] = (path, reader, images, gt)
+        if not any("unsure" not in set(i.get("kinds") or ()) and set(i.get("kinds") or ()) != {"replay"}
+                   for _, _, images, _ in opened for i in images):
+            raise FinetuneError("the train split of " + ", ".join(str(p) for p in paths) + " holds no corrected "
+                                "frames (only unsure or replay frames)")
+    except BaseException:
+        for _, reader, _, _ in opened:
+            reader.close()
+        raise
+    return opened
+
+
+def read_bundles(opened: list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]], classes: tuple[str, ...],
+                 progress: TextIO | None = None) -> TrainingData:
+    """The train split of each bundle (from :func:`open_bundles`, closed here), as corrected frames and replay
+    frames at the model's input size."""
+    import cv2
+
+    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
+    idx = {c: i for i, c in enumerate(classes)}
+    frames = Counter({k: 0 for k in ("corrected", "negative_only", "without_boxes", "unsure_left_out", "replay_bundle",
+                                     "replay_simulated")})
+    data = TrainingData(Pool(), Pool(), classes, [], frames, {o: Counter() for o in ORIGINS})
+    try:
+        for path, reader, images, gt in opened:
             cats = {int(c["id"]): str(c["name"]) for c in gt.get("categories", [])}
             anns: dict[int, list[dict[str, Any]]] = {}
             for a in gt.get("annotations", []):
@@ -232,7 +256,8 @@ def read_bundles(paths: list[Path], classes: tuple[str, ...], progress: TextIO |
                 rej = [(bx, c) for bx, c in rejected.get(Path(str(img["file_name"])).stem, []) if c in idx]
                 mask = centres = None
                 if rej:
-                    mask, centres = _reject_mask(moved([bx for bx, _ in rej]), np.array([idx[c] for _, c in rej]), len(classes), gw, gh)
+                    mask, centres = _reject_mask(moved([bx for bx, _ in rej]), np.array([idx[c] for _, c in rej]),
+                                                 len(classes), gw, gh)
                     for _, c in rej:
                         data.boxes["rejected"][c] += 1
                 data.corrected.add(image, heat, objs, mask, centres)
@@ -244,11 +269,9 @@ def read_bundles(paths: list[Path], classes: tuple[str, ...], progress: TextIO |
                                  "train_images_used": used})
             _log(progress, f"read {used} of {len(images)} train-split frames of {path} "
                            f"({time.monotonic() - t0:.0f} s)")
-        finally:
+    finally:
+        for _, reader, _, _ in opened:
             reader.close()
-    if not len(data.corrected):
-        raise FinetuneError("the train split of " + ", ".join(str(p) for p in paths) + " holds no corrected frames "
-                            "(only unsure or replay frames)")
     return data
 
 
@@ -363,6 +386,10 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     model.load_state_dict(state)
     model = model.to(memory_format=torch.channels_last)
     model.train()
+    if cfg.freeze_bn_stats:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()  # normalise with the parent's statistics; scale and shift still learn
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, min(cfg.warmup, cfg.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(

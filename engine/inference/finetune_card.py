@@ -28,6 +28,7 @@ from engine.inference.finetune import (
     TrainingData,
     add_simulated_replay,
     finetune,
+    open_bundles,
     read_bundles,
 )
 from engine.inference.model import TinyCenterNet
@@ -143,8 +144,9 @@ def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], pa
                             f"{cfg.photometric_share:.0%} of the corrected frames' crops",
             "steps_done": record["steps"], "stopped": record["stopped"],
             "torch": torch.__version__, "read_s": record["read_s"], "train_s": record["train_s"],
-            "reproducibility": "same weights from the same seed on the same CPU type, thread count and torch "
-                               "version (unless the time cap stopped it)",
+            "reproducibility": "same weights (every tensor equal) from the same seed on the same CPU type, thread "
+                               "count and torch version, unless the time cap stopped it; the file's SHA-256 differs "
+                               "(torch.save stamps each file with a random id)",
         },
         "lineage": lineage(parent, parent_card, parent_sha, data),
         "limitations": "fine-tuned on the frames of the bundles named in lineage; measured on their held-out "
@@ -176,8 +178,9 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
     if out.resolve() == parent.resolve():
         raise FinetuneError(f"{out} is the base model itself; write the new weights to another file")
     classes = tuple(parent_card["classes"])
+    opened = open_bundles(list(bundles))  # every check before the first line of progress
     _log(progress, f"parent {parent} (sha256 {parent_sha[:16]}...), classes {', '.join(classes)}")
-    data = read_bundles(bundles, classes, progress)
+    data = read_bundles(opened, classes, progress)
     if classes == tuple(DEFECT_CLASSES):
         add_simulated_replay(data, cfg, progress)
     read_s = time.monotonic() - t0

@@ -21,8 +21,8 @@ from engine.inference.builtin import BuiltinDetector, builtin_paths, read_card
 from engine.inference.finetune import FinetuneConfig, Interrupted, rejected_loss
 from engine.inference.finetune_card import train_from_bundles
 
-# Aged lamp (slot 1440 is day 30), frames 20 s of line time apart: each its own block, so every split has frames.
-AGED_SIM = "sim://?seed=11&scenario=lighting-aging&width=320&height=256&start=1440&dt=20"
+# Aged lamp (slot 129600 at 20 s a slot is day 30), frames 20 s of line time apart: each its own block, so every split has frames.
+AGED_SIM = "sim://?seed=11&scenario=lighting-aging&start=129600&dt=20"
 TINY = FinetuneConfig(steps=3, batch=4, replay_frames=2)
 
 
@@ -30,7 +30,7 @@ TINY = FinetuneConfig(steps=3, batch=4, replay_frames=2)
 def bundle(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("finetune")
     data = root / "data"
-    rc = main(["--data-dir", str(data), "run", "--headless", "--source", AGED_SIM, "--frames", "40",
+    rc = main(["--data-dir", str(data), "run", "--headless", "--source", AGED_SIM, "--frames", "24",
                "--auto-review", "oracle:0.9,operator=ann"])
     assert rc == 0
     return export_bundle(data, root / "bundle", ExportOptions(replay_share=0.1), "st").path
@@ -73,7 +73,7 @@ def test_the_card_tells_where_the_weights_come_from(bundle, tuned):
     assert by_origin["rejected"] == len(rejects) > 0
     assert lin["frames"]["corrected"] == len(gt["images"]) - len(unsure) - len(replay)
     assert lin["frames"]["replay_bundle"] == len(replay)
-    assert lin["frames"]["replay_bundle"] + lin["frames"].get("replay_simulated", 0) == max(2, len(replay))
+    assert lin["frames"]["replay_bundle"] + lin["frames"]["replay_simulated"] == max(2, len(replay))
     t = card["training"]
     assert t["seed"] == 0 and t["steps_done"] == 3 and t["stopped"] == "all steps done" and t["train_s"] >= 0
     q = card["quality"]
@@ -87,7 +87,7 @@ def test_the_same_seed_gives_the_same_weights_bit_for_bit(bundle, tuned, tmp_pat
     train_from_bundles([bundle], again, cfg=TINY, progress=None)
     a, b = (torch.load(p, weights_only=True) for p in (tuned[0], again))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert sha256_file(again) == sha256_file(tuned[0])
+    # The files' bytes differ all the same: torch.save stamps each file with a random serialization id.
     other = tmp_path / "other.pt"
     train_from_bundles([bundle], other, cfg=replace(TINY, seed=1), progress=None)
     c = torch.load(other, weights_only=True)
@@ -103,8 +103,12 @@ def test_the_weights_load_as_the_builtin_network_and_detect(tuned):
     assert det.confidence == card["confidence_threshold"] and det.name.endswith(card["sha256"][:8])
     frame = None
     src = SimSource(seed=3, scenario="nominal")
-    while frame is None or not frame.ground_truth["defects"]:
-        frame = src.read()
+    src.open()
+    try:
+        while frame is None or not frame.ground_truth.defects:
+            frame = src.read()
+    finally:
+        src.close()
     assert "classes scratch, dent, contamination" in prove(det, frame)
     assert det.detect([frame])[0].boxes  # three small steps from the built-in weights still find defects
 
@@ -184,7 +188,7 @@ def test_the_command_writes_a_model_that_info_eval_and_run_accept(bundle, tuned,
     assert "step 2/2" in io.err and "about" in io.err and f"wrote {out}" in io.out
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["lineage"]["parent"]["sha256"] == tuned[1]["sha256"]  # a fine-tuned model is a base like any other
-    assert card["training"]["seed"] == 3 and card["lineage"]["frames"].get("replay_simulated", 0) == 0
+    assert card["training"]["seed"] == 3 and card["lineage"]["frames"]["replay_simulated"] == 0
     assert main(["model", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sha256"] == sha256_file(out) and info["lineage"]["bundles"][0]["path"] == str(bundle)
