@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UserError, positive_int
+from app.cli.common import UserError, positive_float, positive_int
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,6 +34,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     e.add_argument("--weights", type=Path, default=None, help="weights file with its card beside it "
                                                                "(default: the shipped built-in model)")
     e.set_defaults(func=export_onnx)
+    ft = msub.add_parser("train", parents=[common],
+                         help="fine-tune the built-in network from feedback bundles' corrected frames (their train "
+                              "split); writes PATH and its card PATH.json, measured on the bundles' test split")
+    ft.add_argument("--bundle", action="append", required=True, type=Path, metavar="BUNDLE",
+                    help="a feedback bundle (folder or ZIP) from export; repeat for more")
+    ft.add_argument("--base", type=Path, default=None, metavar="MODEL",
+                    help="the weights to start from, a .pt with its .json card beside it, e.g. the current "
+                         "champion (default: the built-in model)")
+    ft.add_argument("--out", required=True, type=Path, help="weights file to write, e.g. tuned.pt")
+    ft.add_argument("--seed", type=int, default=0, help="seed of crops and augmentation (default 0)")
+    ft.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 450)")
+    ft.add_argument("--minutes", type=positive_float, default=None,
+                    help="stop training after this many minutes of wall time (the card says where it stopped)")
+    ft.add_argument("--replay-frames", type=int, default=None, metavar="N",
+                    help="top the bundles' replay frames up to N with simulated nominal frames (default 200)")
+    ft.set_defaults(func=train_finetune)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
     i.add_argument("path", nargs="?", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")
     i.add_argument("--json", action="store_true", help="the card as JSON")
@@ -62,6 +78,48 @@ def train_builtin(args: argparse.Namespace, config: dict[str, Any]) -> int:
     q = card["quality"]
     print(f"wrote {out} and {out.with_suffix('.json')} (sha256 {card['sha256'][:16]}...); unseen nominal seeds: "
           f"F1 {q['f1']:.3f}, precision {q['precision']:.3f}, recall {q['recall']:.3f}, mAP@0.5 {q['map50']:.3f}")
+    return 0
+
+
+def train_finetune(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """Fine-tune from operators' corrections (engine/inference/finetune.py); Ctrl+C writes nothing."""
+    from dataclasses import replace
+
+    from engine.inference.finetune import FinetuneConfig, Interrupted
+    from engine.inference.finetune_card import train_from_bundles
+
+    out: Path = args.out.expanduser()
+    if out.suffix != ".pt":
+        raise UserError(f"the weights file must end in .pt (its card is written beside it as .json), not {out.name}")
+    if not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist")
+    missing = [b for b in args.bundle if not b.expanduser().exists()]
+    if missing:
+        raise UserError(f"bundle {missing[0]} does not exist")
+    if args.replay_frames is not None and args.replay_frames < 0:
+        raise UserError(f"--replay-frames must be 0 or more, got {args.replay_frames}")
+    from app.cli.credentials import require
+
+    require(args, "models", "authored", config, action="model train", obj=str(out))
+    cfg = replace(FinetuneConfig(), seed=args.seed, minutes=args.minutes,
+                  **({"steps": args.steps} if args.steps else {}),
+                  **({"replay_frames": args.replay_frames} if args.replay_frames is not None else {}))
+    command = "inspection-station model train " + " ".join(
+        [f"--bundle {b}" for b in args.bundle] + ([f"--base {args.base}"] if args.base else [])
+        + [f"--out {out}", f"--seed {args.seed}"] + ([f"--steps {args.steps}"] if args.steps else [])
+        + ([f"--minutes {args.minutes:g}"] if args.minutes else [])
+        + ([f"--replay-frames {args.replay_frames}"] if args.replay_frames is not None else []))
+    try:
+        card = train_from_bundles(list(args.bundle), out, args.base, cfg, progress=sys.stderr, command=command)
+    except Interrupted as e:
+        print(f"inspection-station: {e}", file=sys.stderr)
+        raise
+    q = card.get("quality", {})
+    figures = (f"held-out {q.get('measured_on')}: F1 {q['f1']:.3f}, precision {q['precision']:.3f}, recall "
+               f"{q['recall']:.3f} (parent: F1 {q['parent_on_the_same_frames']['f1']:.3f})"
+               if "f1" in q else "no held-out frames to measure on")
+    print(f"wrote {out} and {out.with_suffix('.json')} (sha256 {card['sha256'][:16]}..., "
+          f"{card['training']['steps_done']} steps, {card['training']['total_s']:.0f} s); {figures}")
     return 0
 
 

@@ -1,0 +1,436 @@
+"""Fine-tuning the built-in detector from operators' corrections: ``model train --bundle B --out M.pt``.
+
+The network (:class:`~engine.inference.model.TinyCenterNet`) starts from a parent's weights (the shipped ones,
+or a model fine-tuned before, with its card beside it) and learns from the **train split** of one or more
+feedback bundles (:mod:`engine.datasets.bundle`), read as the bundle's corrected truth:
+
+* positives: the boxes an operator confirmed, relabelled (a corrected class or box) or drew for a missed
+  defect, and the detections of a reviewed frame that the operator let stand (``undecided``);
+* negatives: every rejected detection (``decisions.csv``) pushes the heat map of its class down inside its
+  box, beyond the usual penalty on cells without a defect; a frame whose only decisions were rejections is a
+  negative frame;
+* left out: every frame an operator marked unsure, and the val and test splits (the test split, else val,
+  is where the new weights are measured);
+* replay, so that the model keeps what it did well: the bundle's replay frames, topped up to
+  :attr:`FinetuneConfig.replay_frames` with nominal frames of the simulated line rendered from the built-in
+  model's own training seeds (1000-1099, never used for evaluation).
+
+A share of the crops from corrected frames gets a photometric change (lamp output, colour temperature,
+left-right slope), so that what is learnt from one lamp's frames holds across its neighbours.
+
+Reproducible: the data are read in the bundles' order, crops and augmentation come from ``seed``, and PyTorch
+runs deterministically on a fixed number of threads; the same seed gives the same weights, bit for bit, on
+the same CPU type, thread count and torch version. A time cap (``minutes``) stops training early (the card
+says so, and how many steps were made), which then depends on the machine's speed.
+
+The target building and the losses are those of from-scratch training (:mod:`engine.inference.train`).
+Figures and the card are written by :mod:`engine.inference.finetune_card`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from engine.core.errors import StationError
+from engine.inference.common import letterbox
+from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
+from engine.inference.train import TrainConfig, _log, box_loss, focal_loss, render_dataset, targets
+
+ORIGINS = ("confirmed", "relabelled", "missed", "undecided", "rejected", "replay")
+_STATUS_ORIGIN = {"confirmed": "confirmed", "corrected": "relabelled", "missed": "missed", "undecided": "undecided",
+                  "unreviewed": "replay", "predicted": "replay"}
+
+
+class FinetuneError(StationError):
+    """A fine-tuning run cannot start; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    seed: int = 0
+    steps: int = 450
+    batch: int = 16
+    crop: int = 256  # input pixels (a multiple of STRIDE)
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    threads: int = 2
+    replay_share: float = 0.4  # share of each batch's crops taken from replay frames
+    replay_frames: int = 200  # the replay set is topped up with simulated nominal frames to this many
+    replay_sim_seeds: tuple[int, ...] = tuple(range(1000, 1100))  # the built-in model's training seeds
+    object_crop_share: float = 0.75  # crops placed around a defect; else around a rejected box or anywhere
+    rejected_crop_share: float = 0.5  # of the crops of a frame with rejections not around a defect
+    rejected_weight: float = 4.0  # the extra penalty on a rejected box's cells, relative to the usual one
+    photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
+    minutes: float | None = None  # wall-time cap on the training loop
+    freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        s = self.replay_sim_seeds
+        d["replay_sim_seeds"] = f"{min(s)}-{max(s)}" if s else ""
+        return d
+
+
+@dataclass
+class Pool:
+    """Frames at the model's input size with their targets; ``reject`` marks rejected boxes' cells per class."""
+
+    images: list[np.ndarray] = field(default_factory=list)  # H x W x 3 uint8 RGB
+    heat: list[np.ndarray] = field(default_factory=list)  # C x H/S x W/S float16
+    objects: list[np.ndarray] = field(default_factory=list)  # K x 7 (cls, ci, cj, dx, dy, lw, lh)
+    reject: list[np.ndarray | None] = field(default_factory=list)  # C x H/S x W/S uint8, or None
+    reject_cells: list[np.ndarray] = field(default_factory=list)  # R x 3 (cls, ci, cj): rejected boxes' centres
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def add(self, image: np.ndarray, heat: np.ndarray, objects: np.ndarray, reject: np.ndarray | None = None,
+            reject_cells: np.ndarray | None = None) -> None:
+        self.images.append(image)
+        self.heat.append(heat.astype(np.float16))
+        self.objects.append(objects)
+        self.reject.append(reject)
+        self.reject_cells.append(reject_cells if reject_cells is not None else np.zeros((0, 3), np.int64))
+
+
+@dataclass
+class TrainingData:
+    corrected: Pool
+    replay: Pool
+    classes: tuple[str, ...]
+    bundles: list[dict[str, Any]]  # per bundle: path, hashes, frames read
+    frames: Counter  # corrected, negative_only, unsure_left_out, replay_bundle, replay_simulated
+    boxes: dict[str, Counter]  # origin -> class -> boxes
+    left_out: Counter = field(default_factory=Counter)  # boxes not used, by why
+
+
+# ------------------------------------------------------------------ reading bundles
+
+def _to_input(bgr: np.ndarray) -> tuple[np.ndarray, Callable[[Any], np.ndarray]]:
+    """A frame (BGR) letterboxed to the model's input (RGB), and how its boxes (x0 y0 x1 y1, frame pixels) move."""
+    img, lb = letterbox(bgr, INPUT_W, INPUT_H)
+    shift = np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32)
+
+    def boxes(b: Any) -> np.ndarray:
+        return np.asarray(b, np.float32).reshape(-1, 4) * lb.scale + shift
+
+    return np.ascontiguousarray(img[:, :, ::-1]), boxes
+
+
+def _reject_mask(boxes: np.ndarray, classes: np.ndarray, num_classes: int, gw: int, gh: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Cells under each rejected box (input pixels) in its class's channel; and each box's centre cell."""
+    mask = np.zeros((num_classes, gh, gw), np.uint8)
+    centres = []
+    for (x0, y0, x1, y1), c in zip(boxes, classes):
+        j0, j1 = max(0, int(x0 // STRIDE)), min(gw, math.ceil(x1 / STRIDE))
+        i0, i1 = max(0, int(y0 // STRIDE)), min(gh, math.ceil(y1 / STRIDE))
+        if j1 > j0 and i1 > i0:
+            mask[int(c), i0:i1, j0:j1] = 1
+            centres.append((int(c), min(gh - 1, (i0 + i1) // 2), min(gw - 1, (j0 + j1) // 2)))
+    return mask, np.array(centres, np.int64).reshape(-1, 3)
+
+
+def _rejected_boxes(reader: Any, shas: set[str]) -> dict[str, list[tuple[tuple[float, ...], str]]]:
+    """The effective rejections of the bundle's decisions on the given images: image hash -> (box, class)."""
+    from engine.datasets.bundle.formats import DECISIONS_CSV, read_table
+
+    out: dict[str, list[tuple[tuple[float, ...], str]]] = {}
+    if not reader.exists(DECISIONS_CSV):
+        return out
+    for r in read_table(reader.read(DECISIONS_CSV)):
+        if r.get("verdict") != "reject" or str(r.get("effective")) != "True" or r.get("image_sha256") not in shas:
+            continue
+        try:
+            box = tuple(float(v) for v in json.loads(r["old_box"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if len(box) == 4 and r.get("old_class"):
+            out.setdefault(r["image_sha256"], []).append((box, r["old_class"]))
+    return out
+
+
+def bundle_hashes(reader: Any) -> dict[str, str | None]:
+    """The SHA-256 of the bundle's manifest and of its SHA256SUMS (which covers every other file)."""
+    from engine.datasets.bundle.formats import MANIFEST, SUMS
+
+    return {"manifest_sha256": reader.sha256(MANIFEST) if reader.exists(MANIFEST) else None,
+            "sums_sha256": reader.sha256(SUMS) if reader.exists(SUMS) else None}
+
+
+def open_bundles(paths: list[Path]) -> list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]]:
+    """Each bundle's reader, train-split images and COCO truth, checked before anything is decoded: a missing
+    bundle, one without a train split, or train splits without a corrected frame is a :class:`FinetuneError`."""
+    from engine.datasets.bundle.check import BundleReader
+    from engine.datasets.bundle.formats import MANIFEST, coco_split_name
+
+    opened: list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]] = []
+    try:
+        for path in paths:
+            path = Path(path).expanduser()
+            if not path.exists():
+                raise FinetuneError(f"bundle {path} does not exist")
+            reader = BundleReader(path)
+            opened.append((path, reader, [], {}))
+            if not reader.exists(MANIFEST):
+                raise FinetuneError(f"{path} is not a feedback bundle (it has no {MANIFEST})")
+            name = coco_split_name("train")
+            if not reader.exists(name):
+                raise FinetuneError(f"bundle {path} has no train split ({name}); export it again to get one")
+            gt = reader.json(name)
+            images = gt.get("images", []) if isinstance(gt, dict) else []
+            if not images:
+                raise FinetuneError(f"the train split of bundle {path} holds no images")
+            opened[-1] = (path, reader, images, gt)
+        if not any("unsure" not in set(i.get("kinds") or ()) and set(i.get("kinds") or ()) != {"replay"}
+                   for _, _, images, _ in opened for i in images):
+            raise FinetuneError("the train split of " + ", ".join(str(p) for p in paths) + " holds no corrected "
+                                "frames (only unsure or replay frames)")
+    except BaseException:
+        for _, reader, _, _ in opened:
+            reader.close()
+        raise
+    return opened
+
+
+def read_bundles(opened: list[tuple[Path, Any, list[dict[str, Any]], dict[str, Any]]], classes: tuple[str, ...],
+                 progress: TextIO | None = None) -> TrainingData:
+    """The train split of each bundle (from :func:`open_bundles`, closed here), as corrected frames and replay
+    frames at the model's input size."""
+    import cv2
+
+    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
+    idx = {c: i for i, c in enumerate(classes)}
+    frames = Counter({k: 0 for k in ("corrected", "negative_only", "without_boxes", "unsure_left_out", "replay_bundle",
+                                     "replay_simulated")})
+    data = TrainingData(Pool(), Pool(), classes, [], frames, {o: Counter() for o in ORIGINS})
+    try:
+        for path, reader, images, gt in opened:
+            cats = {int(c["id"]): str(c["name"]) for c in gt.get("categories", [])}
+            anns: dict[int, list[dict[str, Any]]] = {}
+            for a in gt.get("annotations", []):
+                anns.setdefault(int(a["image_id"]), []).append(a)
+            rejected = _rejected_boxes(reader, {Path(str(i["file_name"])).stem for i in images})
+            used = 0
+            t0 = time.monotonic()
+            for img in images:
+                kinds = set(img.get("kinds") or ())
+                if "unsure" in kinds:
+                    data.frames["unsure_left_out"] += 1
+                    continue
+                replay = kinds == {"replay"}
+                raw = cv2.imdecode(np.frombuffer(reader.read(f"images/{img['file_name']}"), np.uint8),
+                                   cv2.IMREAD_COLOR)
+                if raw is None:
+                    raise FinetuneError(f"images/{img['file_name']} in {path} is not an image OpenCV can read")
+                boxes, cls = [], []
+                for a in anns.get(int(img["id"]), []):
+                    cname = cats.get(int(a["category_id"]))
+                    origin = "replay" if replay else _STATUS_ORIGIN.get(str(a.get("status")), "confirmed")
+                    if cname not in idx:
+                        data.left_out[f"boxes of class {cname} the model does not have"] += 1
+                        continue
+                    x, y, w, h = (float(v) for v in a["bbox"])
+                    boxes.append((x, y, x + w, y + h))
+                    cls.append(idx[cname])
+                    data.boxes[origin][cname] += 1
+                image, moved = _to_input(raw)
+                heat, objs = targets(moved(boxes), np.array(cls, np.int64), len(classes), gw, gh)
+                if replay:
+                    data.replay.add(image, heat, objs)
+                    data.frames["replay_bundle"] += 1
+                    used += 1
+                    continue
+                rej = [(bx, c) for bx, c in rejected.get(Path(str(img["file_name"])).stem, []) if c in idx]
+                mask = centres = None
+                if rej:
+                    mask, centres = _reject_mask(moved([bx for bx, _ in rej]), np.array([idx[c] for _, c in rej]),
+                                                 len(classes), gw, gh)
+                    for _, c in rej:
+                        data.boxes["rejected"][c] += 1
+                data.corrected.add(image, heat, objs, mask, centres)
+                data.frames["corrected"] += 1
+                if not boxes:
+                    data.frames["negative_only" if rej else "without_boxes"] += 1
+                used += 1
+            data.bundles.append({"path": str(path), **bundle_hashes(reader), "train_images": len(images),
+                                 "train_images_used": used})
+            _log(progress, f"read {used} of {len(images)} train-split frames of {path} "
+                           f"({time.monotonic() - t0:.0f} s)")
+    finally:
+        for _, reader, _, _ in opened:
+            reader.close()
+    return data
+
+
+def add_simulated_replay(data: TrainingData, cfg: FinetuneConfig, progress: TextIO | None = None) -> None:
+    """Top the replay set up to ``cfg.replay_frames`` with nominal frames of the built-in model's training seeds,
+    spread over the seeds and their slots."""
+    need = cfg.replay_frames - len(data.replay)
+    if need <= 0 or not cfg.replay_sim_seeds:
+        return
+    seeds = cfg.replay_sim_seeds
+    per_seed = max(1, math.ceil(need / len(seeds)))
+    seeds = seeds[:math.ceil(need / per_seed)]
+    t0 = time.monotonic()
+    sim = render_dataset(TrainConfig(sim_seeds=tuple(seeds), frames_per_seed=per_seed, first_slot=30,
+                                     slot_step=11 * 24 // per_seed))
+    from engine.simulation.defects import DEFECT_CLASSES
+
+    for i in range(min(need, len(sim.images))):
+        data.replay.add(sim.images[i], sim.heat[i], sim.objects[i])
+        for o in sim.objects[i]:
+            data.boxes["replay"][DEFECT_CLASSES[int(o[0])]] += 1
+    data.frames["replay_simulated"] += min(need, len(sim.images))
+    _log(progress, f"rendered {min(need, len(sim.images))} nominal replay frames from simulator seeds "
+                   f"{seeds[0]}-{seeds[-1]} ({time.monotonic() - t0:.0f} s)")
+
+
+# ------------------------------------------------------------------ batches
+
+def _lamp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A crop (H x W x 3 float RGB in [0, 1]) under another lamp: output, colour temperature, left-right slope."""
+    from engine.simulation.lamp import colour_temperature_gains
+
+    gain = rng.uniform(0.6, 1.15)
+    bgr = colour_temperature_gains(float(rng.uniform(3900.0, 6200.0)))
+    slope = rng.uniform(-0.12, 0.12)
+    lateral = 1.0 + slope * np.linspace(-0.5, 0.5, x.shape[1], dtype=np.float32)
+    field_ = lateral[None, :, None] * (gain * bgr[::-1].astype(np.float32))[None, None, :]
+    return np.clip(x * field_, 0.0, 1.0)
+
+
+def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[torch.Tensor, ...]:
+    """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells."""
+    cs = cfg.crop // STRIDE
+    c = len(data.classes)
+    gh, gw = INPUT_H // STRIDE, INPUT_W // STRIDE
+    imgs = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.float32)
+    heat = np.empty((cfg.batch, c, cs, cs), np.float32)
+    reg = np.zeros((cfg.batch, 4, cs, cs), np.float32)
+    mask = np.zeros((cfg.batch, cs, cs), np.float32)
+    reject = np.zeros((cfg.batch, c, cs, cs), np.float32)
+    for b in range(cfg.batch):
+        replay = len(data.replay) > 0 and rng.random() < cfg.replay_share
+        pool = data.replay if replay else data.corrected
+        i = int(rng.integers(len(pool)))
+        objs, centres = pool.objects[i], pool.reject_cells[i]
+        around = None
+        if len(objs) and rng.random() < cfg.object_crop_share:
+            o = objs[int(rng.integers(len(objs)))]
+            around = int(o[1]), int(o[2])
+        elif len(centres) and rng.random() < cfg.rejected_crop_share:
+            r = centres[int(rng.integers(len(centres)))]
+            around = int(r[1]), int(r[2])
+        if around is not None:
+            oi = int(np.clip(around[0] - rng.integers(2, cs - 2), 0, gh - cs))
+            oj = int(np.clip(around[1] - rng.integers(2, cs - 2), 0, gw - cs))
+        else:
+            oi, oj = int(rng.integers(0, gh - cs + 1)), int(rng.integers(0, gw - cs + 1))
+        crop = pool.images[i][oi * STRIDE:(oi + cs) * STRIDE, oj * STRIDE:(oj + cs) * STRIDE].astype(np.float32)
+        crop /= 255.0
+        if not replay and rng.random() < cfg.photometric_share:
+            crop = _lamp(crop, rng)
+        imgs[b] = crop
+        heat[b] = pool.heat[i][:, oi:oi + cs, oj:oj + cs]
+        if pool.reject[i] is not None:
+            reject[b] = pool.reject[i][:, oi:oi + cs, oj:oj + cs]
+        for _, ci, cj, dx, dy, lw, lh in objs:
+            ci, cj = int(ci) - oi, int(cj) - oj
+            if 0 <= ci < cs and 0 <= cj < cs:
+                reg[b, :, ci, cj] = (dx, dy, lw, lh)
+                mask[b, ci, cj] = 1.0
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(heat), torch.from_numpy(reg), torch.from_numpy(mask), torch.from_numpy(reject)
+
+
+def rejected_loss(logits: torch.Tensor, target: torch.Tensor, reject: torch.Tensor) -> torch.Tensor:
+    """The focal loss's negative term again on the cells of rejected boxes (not where a true defect's peak is),
+    normalised like the focal loss, by the number of objects."""
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    where = reject * (1 - target) ** 4
+    n = target.eq(1).float().sum().clamp(min=1)
+    return -(torch.log(1 - p) * p ** 2 * where).sum() / n
+
+
+# ------------------------------------------------------------------ training
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C during fine-tuning; ``step`` is the last step done. Nothing has been written."""
+
+    def __init__(self, step: int, steps: int) -> None:
+        super().__init__(f"interrupted at step {step} of {steps}; nothing was written")
+        self.step, self.steps = step, steps
+
+
+def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneConfig,
+             progress: TextIO | None = sys.stderr, on_step: Callable[[int, float], None] | None = None
+             ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train from the parent's ``state`` on ``data``; the new state dict and a record of what was done."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = TinyCenterNet(len(data.classes))
+    model.load_state_dict(state)
+    model = model.to(memory_format=torch.channels_last)
+    model.train()
+    if cfg.freeze_bn_stats:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()  # normalise with the parent's statistics; scale and shift still learn
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, min(cfg.warmup, cfg.steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))
+    rng = np.random.default_rng([cfg.seed, 29])
+    every = max(1, min(50, cfg.steps // 10))
+    t0 = time.monotonic()
+    cap = cfg.minutes * 60.0 if cfg.minutes else None
+    avg = None
+    step = 0
+    stopped = "all steps done"
+    try:
+        for step in range(1, cfg.steps + 1):
+            x, heat, reg, mask, reject = make_batch(data, rng, cfg)
+            hl, bo, _ = model(x)
+            lh, lb, lr_ = focal_loss(hl, heat), box_loss(bo, reg, mask), rejected_loss(hl, heat, reject)
+            loss = lh + lb + cfg.rejected_weight * lr_
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            v = float(loss.detach())
+            avg = v if avg is None else 0.95 * avg + 0.05 * v
+            if on_step is not None:
+                on_step(step, v)
+            el = time.monotonic() - t0
+            capped = cap is not None and el >= cap and step < cfg.steps
+            if step % every == 0 or step == cfg.steps or capped:
+                eta = el / step * (cfg.steps - step)
+                if cap is not None:
+                    eta = min(eta, max(0.0, cap - el))
+                _log(progress, f"step {step}/{cfg.steps}  loss {avg:.3f} (heat {float(lh.detach()):.3f}, box "
+                               f"{float(lb.detach()):.3f}, rejected {max(0.0, float(lr_.detach())):.3f})  {el:.0f} s, "
+                               f"about {eta:.0f} s left")
+            if capped:
+                stopped = f"stopped by the {cfg.minutes:g}-minute cap after {step} of {cfg.steps} steps"
+                _log(progress, stopped)
+                break
+    except KeyboardInterrupt:
+        raise Interrupted(max(0, step - 1), cfg.steps) from None
+    model.eval()
+    out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    return out, {"steps": step, "stopped": stopped, "train_s": round(time.monotonic() - t0, 1)}

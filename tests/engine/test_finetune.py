@@ -1,0 +1,202 @@
+"""Fine-tuning from operators' corrections: a real bundle exported after an auto-reviewed headless run on the aged
+lamp, a few steps of training, and what comes out (weights, card, lineage) read back through the normal paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.cli import main
+from engine.core.files import sha256_file
+from engine.datasets.bundle import ExportOptions, export_bundle
+from engine.datasets.bundle.formats import read_table
+from engine.inference import load_detector, prove
+from engine.inference.builtin import BuiltinDetector, builtin_paths, read_card
+from engine.inference.finetune import FinetuneConfig, Interrupted, rejected_loss
+from engine.inference.finetune_card import train_from_bundles
+
+# Aged lamp (slot 129600 at 20 s a slot is day 30), frames 20 s of line time apart: each its own block, so every split has frames.
+AGED_SIM = "sim://?seed=11&scenario=lighting-aging&start=129600&dt=20"
+TINY = FinetuneConfig(steps=3, batch=4, replay_frames=2)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("finetune")
+    data = root / "data"
+    rc = main(["--data-dir", str(data), "run", "--headless", "--source", AGED_SIM, "--frames", "24",
+               "--auto-review", "oracle:0.9,operator=ann"])
+    assert rc == 0
+    return export_bundle(data, root / "bundle", ExportOptions(replay_share=0.1), "st").path
+
+
+@pytest.fixture(scope="module")
+def tuned(bundle, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("tuned") / "tuned.pt"
+    card = train_from_bundles([bundle], out, cfg=TINY, progress=None, command="test")
+    return out, card
+
+
+def _train_split(bundle: Path) -> tuple[dict, list[dict]]:
+    return (json.loads((bundle / "annotations/instances_train.json").read_text()),
+            read_table((bundle / "decisions.csv").read_bytes()))
+
+
+def test_the_card_tells_where_the_weights_come_from(bundle, tuned):
+    out, card = tuned
+    assert card == json.loads(out.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256_file(out)
+    parent_w, parent_c = builtin_paths()
+    parent = read_card(parent_c)
+    for k in ("classes", "input", "confidence_threshold", "box_refinement", "output", "embedding"):
+        assert card[k] == parent[k], k
+    lin = card["lineage"]
+    assert lin["parent"]["sha256"] == sha256_file(parent_w) == parent["sha256"]
+    assert lin["bundles"][0]["manifest_sha256"] == sha256_file(bundle / "manifest.json")
+    assert lin["bundles"][0]["sums_sha256"] == sha256_file(bundle / "SHA256SUMS")
+    # Counts per origin agree with the bundle's own train split, read here on its own.
+    gt, decisions = _train_split(bundle)
+    unsure = {i["id"] for i in gt["images"] if "unsure" in i["kinds"]}
+    replay = {i["id"] for i in gt["images"] if i["kinds"] == ["replay"]}
+    status = Counter(a["status"] for a in gt["annotations"] if a["image_id"] not in unsure | replay)
+    by_origin = lin["boxes_by_origin"]
+    assert by_origin["confirmed"] == status["confirmed"] and by_origin["relabelled"] == status["corrected"]
+    assert by_origin["missed"] == status["missed"] > 0 and by_origin["undecided"] == status["undecided"]
+    shas = {Path(i["file_name"]).stem for i in gt["images"] if i["id"] not in unsure | replay}
+    rejects = [r for r in decisions if r["verdict"] == "reject" and r["effective"] == "True" and r["image_sha256"] in shas]
+    assert by_origin["rejected"] == len(rejects) > 0
+    assert lin["frames"]["corrected"] == len(gt["images"]) - len(unsure) - len(replay)
+    assert lin["frames"]["replay_bundle"] == len(replay)
+    assert lin["frames"]["replay_bundle"] + lin["frames"]["replay_simulated"] == max(2, len(replay))
+    t = card["training"]
+    assert t["seed"] == 0 and t["steps_done"] == 3 and t["stopped"] == "all steps done" and t["train_s"] >= 0
+    q = card["quality"]
+    test_frames = len(json.loads((bundle / "annotations/instances_test.json").read_text())["images"])
+    assert q["frames"] == q["parent_on_the_same_frames"]["frames"] == test_frames > 0
+    assert 0.0 <= q["f1"] <= 1.0 and set(q["ap50"]) == set(parent["classes"])
+
+
+def test_the_same_seed_gives_the_same_weights_bit_for_bit(bundle, tuned, tmp_path):
+    again = tmp_path / "again.pt"
+    train_from_bundles([bundle], again, cfg=TINY, progress=None)
+    a, b = (torch.load(p, weights_only=True) for p in (tuned[0], again))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The files' bytes differ all the same: torch.save stamps each file with a random serialization id.
+    other = tmp_path / "other.pt"
+    train_from_bundles([bundle], other, cfg=replace(TINY, seed=1), progress=None)
+    c = torch.load(other, weights_only=True)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_weights_load_as_the_builtin_network_and_detect(tuned):
+    from engine.sources.sim import SimSource
+
+    out, card = tuned
+    det = load_detector(str(out), device="cpu")
+    assert isinstance(det, BuiltinDetector) and det.sha256 == card["sha256"] and det.backend == "PyTorch"
+    assert det.confidence == card["confidence_threshold"] and det.name.endswith(card["sha256"][:8])
+    frame = None
+    src = SimSource(seed=3, scenario="nominal")
+    src.open()
+    try:
+        while frame is None or not frame.ground_truth.defects:
+            frame = src.read()
+    finally:
+        src.close()
+    assert "classes scratch, dent, contamination" in prove(det, frame)
+    assert det.detect([frame])[0].boxes  # three small steps from the built-in weights still find defects
+
+
+def test_a_rejected_box_pushes_the_heat_map_down_only_where_it_was():
+    logits = torch.zeros(1, 3, 8, 8)
+    target = torch.zeros(1, 3, 8, 8)
+    reject = torch.zeros(1, 3, 8, 8)
+    assert rejected_loss(logits, target, reject) == 0
+    reject[0, 1, 2:4, 2:4] = 1
+    logits.requires_grad_(True)
+    rejected_loss(logits, target, reject).backward()
+    g = logits.grad[0]
+    assert (g[1, 2:4, 2:4] > 0).all()  # descending lowers the logits there
+    g[1, 2:4, 2:4] = 0
+    assert not g.any()
+
+
+def test_ctrl_c_writes_nothing_and_the_time_cap_stops_cleanly(bundle, tmp_path):
+    out = tmp_path / "m.pt"
+
+    def stop(step: int, loss: float) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="nothing was written"):
+        train_from_bundles([bundle], out, cfg=TINY, progress=None, on_step=stop)
+    assert list(tmp_path.iterdir()) == []
+    card = train_from_bundles([bundle], out, cfg=replace(TINY, steps=50, minutes=1e-6), progress=None)
+    assert card["training"]["steps_done"] == 1 and "cap" in card["training"]["stopped"] and out.is_file()
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_user_errors_are_one_sentence_and_exit_2(bundle, tmp_path, capsys):
+    data = ["--data-dir", str(tmp_path / "data")]
+    out = str(tmp_path / "m.pt")
+    assert main([*data, "model", "train", "--bundle", str(tmp_path / "nope"), "--out", out]) == 2
+    assert "does not exist" in _err(capsys)
+    no_split = tmp_path / "old"
+    shutil.copytree(bundle, no_split)
+    (no_split / "annotations/instances_train.json").unlink()
+    assert main([*data, "model", "train", "--bundle", str(no_split), "--out", out]) == 2
+    assert "has no train split" in _err(capsys)
+    unsure = tmp_path / "unsure"
+    shutil.copytree(bundle, unsure)
+    p = unsure / "annotations/instances_train.json"
+    gt = json.loads(p.read_text())
+    for i in gt["images"]:
+        i["kinds"] = ["unsure"]
+    p.write_text(json.dumps(gt))
+    assert main([*data, "model", "train", "--bundle", str(unsure), "--out", out]) == 2
+    assert "no corrected frames" in _err(capsys)
+    onnx = builtin_paths()[0].with_suffix(".onnx")
+    assert main([*data, "model", "train", "--bundle", str(bundle), "--base", str(onnx), "--out", out]) == 2
+    assert "not a weights file of the built-in network" in _err(capsys)
+    lone = tmp_path / "lone.pt"
+    torch.save({"w": torch.zeros(2)}, lone)
+    lone.with_suffix(".json").write_text(json.dumps({**read_card(builtin_paths()[1]), "sha256": sha256_file(lone)}))
+    assert main([*data, "model", "train", "--bundle", str(bundle), "--base", str(lone), "--out", out]) == 2
+    assert "does not fit the built-in network" in _err(capsys)
+    assert main([*data, "model", "train", "--bundle", str(bundle), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "must end in .pt" in _err(capsys)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_command_writes_a_model_that_info_eval_and_run_accept(bundle, tuned, tmp_path, capsys):
+    data = ["--data-dir", str(tmp_path / "data")]
+    out = tmp_path / "m.pt"
+    assert main([*data, "model", "train", "--bundle", str(bundle), "--base", str(tuned[0]), "--out", str(out),
+                 "--steps", "2", "--replay-frames", "0", "--seed", "3"]) == 0
+    io = capsys.readouterr()
+    assert "step 2/2" in io.err and "about" in io.err and f"wrote {out}" in io.out
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["lineage"]["parent"]["sha256"] == tuned[1]["sha256"]  # a fine-tuned model is a base like any other
+    assert card["training"]["seed"] == 3 and card["lineage"]["frames"]["replay_simulated"] == 0
+    assert main(["model", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["sha256"] == sha256_file(out) and info["lineage"]["bundles"][0]["path"] == str(bundle)
+    sim = "sim://?seed=11&scenario=lighting-aging&width=320&height=256&start=1440"
+    assert main(["eval", "--model", str(out), "--source", sim, "--frames", "2", "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"].endswith(card["sha256"][:8])
+    records = tmp_path / "r.jsonl"
+    assert main([*data, "run", "--headless", "--model", str(out), "--source", sim, "--frames", "2",
+                 "--jsonl", str(records)]) == 0
+    frames = [r for r in map(json.loads, records.read_text().splitlines()) if r.get("type") == "frame"]
+    assert len(frames) == 2 and all(f["detector"]["name"].endswith(card["sha256"][:8]) for f in frames)
