@@ -37,16 +37,19 @@ class FrameDisplay(QtCore.QObject):
         if result is not None and latest_id != self._last_id and s.review.frozen is None:
             self._last_id = latest_id
             frame = result.frame
-            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
+            rgb = result.view  # converted and shrunk to the view's size on the pipeline's worker
+            if rgb is None:
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
             dets = result.detections.boxes if result.detections is not None else ()
             truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
-            w.live.show_frame(rgb, dets, truth)
+            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured)
             shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
             w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
                                  "defects (truth)": len(truth) if truth else "—", **shown})
         if result is not None and result.detector is not None:
             d = result.detector
             w.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
+        p.view_size = w.live.view_pixels()  # the worker shrinks the next pictures to what is drawn
         st = p.stats
         w.lbl_state.setText(p.state.value.capitalize())
         w.lbl_fps.setText(f"{st.fps:5.1f} fps")
