@@ -85,6 +85,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bx.add_argument("--runs", type=positive_int, default=3, help="exports timed (default 3)")
     bx.add_argument("--zip", action="store_true", help="time ZIP bundles instead of folders")
     bx.set_defaults(func=bench_export)
+    from app.cli import bench_live
+
+    bench_live.register(bsub, common)
 
 
 @_keeps_thread_settings
