@@ -50,7 +50,7 @@ def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def _spin(app: Any, seconds: float) -> None:
@@ -64,7 +64,6 @@ def _spin(app: Any, seconds: float) -> None:
 def _measure(mode: str, args: argparse.Namespace, config: dict[str, Any], uri: str) -> dict[str, Any]:
     from app.gui.start import make_app
     from app.gui.window import MainWindow
-    from engine.runtime import threads
 
     cfg = copy.deepcopy(config)
     cfg["pipeline"]["pipelined"] = mode == "pipelined"
