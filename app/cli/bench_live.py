@@ -83,11 +83,11 @@ def _measure(mode: str, args: argparse.Namespace, config: dict[str, Any], uri: s
                 if p is None or not p.running:
                     raise UserError(f"the line stopped during the warm-up: {p.error if p else 'no pipeline'}")
                 ready = args.model == "none" or w.station.detector is not None
-                if ready and live.frames_painted >= 10:
+                if ready and live.frames_painted >= 5:
                     break
             else:
                 raise UserError("the window drew no frames within 120 s")
-            _spin(app, 0.5)
+            _spin(app, min(0.5, args.seconds))
             p = w.station.pipeline
             st = p.stats
             t0, gui0, src0 = time.monotonic(), time.thread_time(), p.source.slot
