@@ -33,7 +33,7 @@ class FrameDisplay(QtCore.QObject):
         if p is None:
             w.lbl_state.setText("Stopped")
             return
-        latest_id, result = p.latest()
+        latest_id, result = p.newest()  # pipelined: the picture and boxes without waiting for statistics
         if result is not None and latest_id != self._last_id and s.review.frozen is None:
             self._last_id = latest_id
             frame = result.frame

@@ -186,6 +186,8 @@ class Pipeline:
         self._events: deque[SourceEvent] = deque(maxlen=200)
         self._thread: threading.Thread | None = None
         self._times: deque[float] = deque(maxlen=60)
+        self._preview: FrameResult | None = None  # the inference stage's newest, for a display
+        self._preview_id = 0
         self._inflight = 0  # frames handed to the stages and not yet out (a pause waits for them)
         self._seen = 0  # frames that reached the measurers' stage (the stride counts these)
         self._last_values: dict[str, Any] = {}
@@ -225,6 +227,16 @@ class Pipeline:
         """The newest result and a counter that changes when a newer one arrives."""
         with self._lock:
             return self._latest_id, self._latest
+
+    def newest(self) -> tuple[int, FrameResult | None]:
+        """For a display: the newest frame with its detections and a counter that changes with it. Pipelined and
+        with a ``view_size`` set, it comes straight from the inference stage, before statistics: its picture is
+        prepared, its measurements are the last measured frame's (``measured`` False), it raises no alarms, and
+        the frame itself reaches :meth:`latest` and the sinks a moment later. Otherwise it is :meth:`latest`."""
+        with self._lock:
+            if self._preview is not None:
+                return self._preview_id, self._preview
+        return self.latest()
 
     def drain_events(self) -> list[SourceEvent]:
         with self._lock:
@@ -408,7 +420,17 @@ class Pipeline:
                 if item is None:
                     break
                 frame, t_in = item.payload
-                item.payload = (frame, t_in, *self._detect(frame))
+                detections, det_info = self._detect(frame)
+                item.payload = (frame, t_in, detections, det_info)
+                size = self.view_size
+                if size is not None:  # a display waits for the picture and the boxes, not for statistics
+                    view = prepare_view(frame, size)
+                    early = FrameResult(frame, detections, self._last_values, [],
+                                        (time.monotonic() - t_in) * 1000.0, self.stats.dropped, det_info,
+                                        captured=t_in, measured=False, view=view)
+                    with self._lock:
+                        self._preview = early
+                        self._preview_id += 1
                 self._settle(len(outbox.put(item, self._stop)))
                 self.stats.cpu_s["inference"] = time.thread_time() - cpu0
         except Exception as e:  # noqa: BLE001 - a bug in the detector: said, and the line stops
@@ -479,7 +501,7 @@ class Pipeline:
                 st.drops[stage] += n
                 st.dropped += n
         size = self.view_size
-        view = prepare_view(frame, size) if size is not None else None
+        view = prepare_view(frame, size) if size is not None and self._preview is None else None
         now = time.monotonic()
         result = FrameResult(frame, detections, values, alarms, (now - t_in) * 1000.0, st.dropped, det_info,
                              captured=t_in, measured=measure, view=view)

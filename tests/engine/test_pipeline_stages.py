@@ -88,8 +88,9 @@ def test_a_slow_stage_on_a_live_source_drops_frames_counted_where_they_were_drop
     # Capture keeps up with the camera; the frames the detector was too slow for are its drops.
     assert st.drops["inference"] > 0
     assert sum(st.drops[s] for s in STAGES) == st.dropped
-    # Every frame of the camera between the first and the last processed one is processed or a counted drop.
-    assert seqs[-1] - seqs[0] == len(seqs) - 1 + st.dropped
+    # Every frame of the camera up to the last processed one (the first read was its frame 0) is processed or a
+    # counted drop, including frames replaced before the first one came out.
+    assert seqs[-1] + 1 == len(seqs) + st.dropped
     assert pipe.latest()[1].dropped_total == st.dropped
     summary = st.to_dict()
     assert set(summary["dropped_by_stage"]) == set(STAGES) and summary["stages"] == "pipelined"
