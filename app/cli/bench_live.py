@@ -108,7 +108,7 @@ def _measure(mode: str, args: argparse.Namespace, config: dict[str, Any], uri: s
             # CPU time per frame does not depend on what else the machine runs: what a quiet machine would need
             per_frame = {k: round(1000.0 * v / max(1, processed), 1) for k, v in spent.items()}
             plan = w.station.threads.describe()
-            stride = p.config.stats_stride
+            stride = p.stride
         finally:
             w.close()
             w.deleteLater()
@@ -129,6 +129,12 @@ def _busy() -> subprocess.Popen:
 
 
 def bench_live(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    from app.cli.bench import _keeps_thread_settings  # the stations it opens size the thread pools
+
+    return _keeps_thread_settings(_bench_live)(args, config)
+
+
+def _bench_live(args: argparse.Namespace, config: dict[str, Any]) -> int:
     if args.seconds <= 0:
         raise UserError("--seconds must be more than 0")
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):

@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.core.frame import Frame
 from engine.core.protocols import Alarm, Detections, Detector, Measurer
+from engine.runtime import threads
 from engine.runtime.handoff import Handoff, Item
 from engine.sources.base import FrameSource, SourceEnded, SourceError, SourceStalled
 from engine.sources.opencv import FrameError
@@ -126,7 +127,7 @@ class PipelineConfig:
     # Stop retrying after the source has been down this many wall-clock seconds (None: never).
     give_up_after_s: float | None = None
     pipelined: bool = True  # the stages on their own threads; False: one after another on one thread
-    stats_stride: int = 1  # the measurers run on every n-th frame that reaches them
+    stats_stride: int = 1  # the measurers run on every n-th frame that reaches them; 0: threads.auto_stats_stride
     queue_frames: int = 2  # frames waiting between two stages when the source is not live
 
 
@@ -190,6 +191,7 @@ class Pipeline:
         self._preview_id = 0
         self._inflight = 0  # frames handed to the stages and not yet out (a pause waits for them)
         self._seen = 0  # frames that reached the measurers' stage (the stride counts these)
+        self.stride = max(1, self.config.stats_stride)  # decided when the line starts (0: by the source and cores)
         self._last_values: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ control
@@ -255,6 +257,7 @@ class Pipeline:
         cfg = self.config
         src = self.source
         self.stats = PipelineStats(started=time.monotonic(), pipelined=cfg.pipelined)
+        self.stride = cfg.stats_stride or threads.auto_stats_stride(bool(src.live))
         opened = False
         failures = 0
         down_since: float | None = None
@@ -481,7 +484,7 @@ class Pipeline:
                  drops: Counter) -> None:
         """Measure (every ``stats_stride``-th frame), count, hand the result to the mailbox and the sinks."""
         st = self.stats
-        measure = self._seen % max(1, self.config.stats_stride) == 0
+        measure = self._seen % self.stride == 0
         self._seen += 1
         alarms: list[Alarm] = []
         if measure:

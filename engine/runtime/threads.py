@@ -87,3 +87,14 @@ def use(p: ThreadPlan, torch_too: bool = False) -> ThreadPlan:
         if torch.get_num_threads() != p.inference:
             torch.set_num_threads(p.inference)
     return p
+
+
+def auto_stats_stride(live: bool, cores: int | None = None) -> int:
+    """``[pipeline] stats_stride = 0``: every frame from a source that waits for the station (a file, the unpaced
+    simulator: every frame measured, records the same on any machine); from a live camera, every frame on four
+    cores or more, every second frame on three, every third on one or two, where the statistics of every frame
+    (about 30 ms at 1280x1024 on one core) would hold the line below the camera's rate."""
+    if not live:
+        return 1
+    n = max(1, int(cores or usable_cores()))
+    return 1 if n >= 4 else (2 if n == 3 else 3)

@@ -124,7 +124,7 @@ def test_the_stride_is_a_setting_with_a_range_and_the_drift_batches_count_measur
     from engine.core.config import ConfigError, check_ranges
 
     bad = copy.deepcopy(default_config())
-    bad["pipeline"]["stats_stride"] = 0
+    bad["pipeline"]["stats_stride"] = -1
     with pytest.raises(ConfigError, match="stats_stride"):
         check_ranges(bad, "test")
     cfg = copy.deepcopy(default_config())
@@ -153,6 +153,15 @@ def test_a_failing_detector_on_its_own_thread_is_reported_and_stops_the_line():
     pipe.run()
     assert pipe.state == State.FAILED and "ZeroDivisionError" in pipe.error
     assert [e.kind for e in events].count("failed") == 1
+
+
+def test_by_default_the_stride_measures_every_frame_of_a_file_and_fewer_of_a_live_camera_on_few_cores():
+    assert default_config()["pipeline"]["stats_stride"] == 0
+    assert threads.auto_stats_stride(live=False, cores=2) == 1
+    assert [threads.auto_stats_stride(live=True, cores=n) for n in (1, 2, 3, 4, 16)] == [3, 3, 2, 1, 1]
+    pipe = Pipeline(open_source(f"sim://?{SMALL}"), config=PipelineConfig(max_frames=2, stats_stride=0))
+    pipe.run()
+    assert pipe.stride == 1
 
 
 def test_the_thread_plan_never_asks_for_more_cores_than_there_are():
