@@ -87,7 +87,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     bx.set_defaults(func=bench_export)
     from app.cli import bench_live
 
-    bench_live.register(bsub, common)
+    bench_live.register(bsub, common).set_defaults(func=_keeps_thread_settings(bench_live.bench_live))
 
 
 @_keeps_thread_settings

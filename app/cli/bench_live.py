@@ -29,7 +29,7 @@ from app.cli.common import UserError, positive_int
 MODES = ("pipelined", "serial")
 
 
-def register(bsub: Any, common: argparse.ArgumentParser) -> None:
+def register(bsub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     bl = bsub.add_parser("live", parents=[common],
                          help="the window on the simulated line at 30 frames/s: frames shown, frame-to-screen "
                               "latency, drops and CPU per stage, pipelined and serial")
@@ -44,6 +44,7 @@ def register(bsub: Any, common: argparse.ArgumentParser) -> None:
     bl.add_argument("--only", choices=MODES, help="measure one mode only (no ratio)")
     bl.add_argument("--json", action="store_true", help="the figures as JSON")
     bl.set_defaults(func=bench_live)
+    return bl
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -129,12 +130,6 @@ def _busy() -> subprocess.Popen:
 
 
 def bench_live(args: argparse.Namespace, config: dict[str, Any]) -> int:
-    from app.cli.bench import _keeps_thread_settings  # the stations it opens size the thread pools
-
-    return _keeps_thread_settings(_bench_live)(args, config)
-
-
-def _bench_live(args: argparse.Namespace, config: dict[str, Any]) -> int:
     if args.seconds <= 0:
         raise UserError("--seconds must be more than 0")
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
