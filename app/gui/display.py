@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import cv2
 from PySide6 import QtCore
+
+VALUES_EVERY_S = 0.25  # the measurements table is refreshed at most this often
 
 
 class FrameDisplay(QtCore.QObject):
@@ -18,6 +22,7 @@ class FrameDisplay(QtCore.QObject):
         super().__init__(w)
         self.w = w
         self._last_id = -1
+        self._values_at = 0.0
         self.timer = QtCore.QTimer(self)
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, max_fps))))
@@ -43,9 +48,12 @@ class FrameDisplay(QtCore.QObject):
             dets = result.detections.boxes if result.detections is not None else ()
             truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
             w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured)
-            shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
-            w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
-                                 "defects (truth)": len(truth) if truth else "—", **shown})
+            now = time.monotonic()
+            if now - self._values_at >= VALUES_EVERY_S:  # a table read by people: a few times a second is enough
+                self._values_at = now
+                shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+                w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
+                                     "defects (truth)": len(truth) if truth else "—", **shown})
         if result is not None and result.detector is not None:
             d = result.detector
             w.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
