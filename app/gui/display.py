@@ -7,9 +7,8 @@ mailbox (the newest result) and draws it if it is new, so the window never queue
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 import cv2
 from PySide6 import QtCore
