@@ -138,7 +138,7 @@ class LiveView(pg.GraphicsLayoutWidget):
         dpr = self.devicePixelRatioF()
         return max(320, int(r.width() * dpr)), max(256, int(r.height() * dpr))
 
-    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802 (Qt naming)
+    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:
         super().paintEvent(ev)
         if self._captured is not None:
             self.paint_latencies_ms.append((time.monotonic() - self._captured) * 1000.0)
