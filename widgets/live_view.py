@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -180,6 +182,9 @@ class LiveView(pg.GraphicsLayoutWidget):
         self._placeholder = pg.TextItem("No frame yet", color="#9aa0a6", anchor=(0.5, 0.5))
         self.view.addItem(self._placeholder)
         self.frames_shown = 0
+        self._captured: float | None = None
+        self.frames_painted = 0
+        self.paint_latencies_ms: deque[float] = deque(maxlen=100000)  # frame left the source -> painted
         self._boxes: Sequence[Box] = ()
         self.draw_mode = False
         self._drag_from: QtCore.QPointF | None = None
@@ -193,21 +198,44 @@ class LiveView(pg.GraphicsLayoutWidget):
 
     def show_frame(self, rgb: np.ndarray, detections: Sequence[Box] = (), truth: Sequence[Box] = (),
                    selected: int | None = None, states: dict[int, str] | None = None,
-                   marks: Marks | None = None) -> None:
+                   marks: Marks | None = None, frame_size: tuple[int, int] | None = None,
+                   captured: float | None = None) -> None:
         """Draw one frame (HxWx3 uint8, RGB) with its overlays. Levels are fixed: no per-frame auto-levels.
 
         ``selected`` highlights one detection; ``marks`` (or just ``states``) draws the decisions made on it.
+        ``frame_size`` (width, height): the frame's own size when ``rgb`` is a shrunk copy of it; the picture is
+        stretched over it, so boxes stay in frame pixels. ``captured`` (``time.monotonic()`` when the frame left
+        the source): the next paint records the frame-to-screen latency.
         """
-        self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
-        if rgb.shape != self._shape:
-            self._shape = rgb.shape
+        h, w = rgb.shape[:2]
+        fw, fh = frame_size or (w, h)
+        self.image.setImage(rgb, autoLevels=False, levels=None if rgb.dtype == np.uint8 else (0, 255))
+        self.image.setRect(QtCore.QRectF(0, 0, fw, fh))
+        shape = (fh, fw, *rgb.shape[2:])
+        if shape != self._shape:
+            self._shape = shape
             self._placeholder.setVisible(False)
             self.view.autoRange(padding=0.0)
+        self._captured = captured
         self._boxes = detections
         self._truth.show([Overlay(b.x0, b.y0, b.x1, b.y1, TRUTH_COLOUR, 1.5, dashed=True, kind="truth")
                           for b in truth])
         self.restyle(selected, states or {}, marks)
         self.frames_shown += 1
+
+    def view_pixels(self) -> tuple[int, int]:
+        """The size the picture is drawn at, in device pixels (at least 320x256): larger frames need not come."""
+        r = self.view.sceneBoundingRect()
+        dpr = self.devicePixelRatioF()
+        return max(320, int(r.width() * dpr)), max(256, int(r.height() * dpr))
+
+    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:
+        super().paintEvent(ev)
+        if self._captured is not None:
+            self.paint_latencies_ms.append((time.monotonic() - self._captured) * 1000.0)
+            self.frames_painted += 1
+            self._captured = None
+
 
     def restyle(self, selected: int | None, states: dict[int, str], marks: Marks | None = None) -> None:
         """Redraw the current detections with the selection and the decisions on them (a frame under review)."""

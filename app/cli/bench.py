@@ -88,6 +88,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     from app.cli.bench_memory import register as register_memory
 
     register_memory(bsub, common)
+    from app.cli import bench_live
+
+    bench_live.register(bsub, common).set_defaults(func=_keeps_thread_settings(bench_live.bench_live))
 
 
 @_keeps_thread_settings

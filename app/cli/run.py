@@ -63,7 +63,8 @@ def run_headless(args: argparse.Namespace, config: dict[str, Any]) -> int:
     pc = config["pipeline"]
     pcfg = PipelineConfig(read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
                           retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], max_frames=args.frames,
-                          fail_on_first_open=True, give_up_after_s=args.give_up_after)
+                          fail_on_first_open=True, give_up_after_s=args.give_up_after, pipelined=pc["pipelined"],
+                          stats_stride=pc["stats_stride"])
     station = Station(config, directory, uri, ModelChoice(args.model, args.confidence), realtime=False,
                       feedback=False, keep_trends=False, strict=True, reference=args.reference, pipeline_config=pcfg)
     try:

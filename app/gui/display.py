@@ -7,10 +7,13 @@ mailbox (the newest result) and draws it if it is new, so the window never queue
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import cv2
 from PySide6 import QtCore
+
+VALUES_EVERY_S = 0.25  # the measurements table is refreshed at most this often
 
 
 class ShiftTally:
@@ -68,6 +71,7 @@ class FrameDisplay(QtCore.QObject):
         self.w = w
         self._last_id = -1
         self._ticks = 0
+        self._values_at = 0.0
         self.timer = QtCore.QTimer(self)
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, max_fps))))
@@ -89,20 +93,26 @@ class FrameDisplay(QtCore.QObject):
         if p is None:
             w.lbl_state.setText("Stopped")
             return
-        latest_id, result = p.latest()
+        latest_id, result = p.newest()  # pipelined: the picture and boxes without waiting for statistics
         if result is not None and latest_id != self._last_id and s.review.frozen is None:
             self._last_id = latest_id
             frame = result.frame
-            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
+            rgb = result.view  # converted and shrunk to the view's size on the pipeline's worker
+            if rgb is None:
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
             dets = result.detections.boxes if result.detections is not None else ()
             truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
-            w.live.show_frame(rgb, dets, truth)
-            shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
-            w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
-                                 "defects (truth)": len(truth) if truth else "—", **shown})
+            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured)
+            now = time.monotonic()
+            if now - self._values_at >= VALUES_EVERY_S:  # a table read by people: a few times a second is enough
+                self._values_at = now
+                shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+                w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
+                                     "defects (truth)": len(truth) if truth else "—", **shown})
         if result is not None and result.detector is not None:
             d = result.detector
             w.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
+        p.view_size = w.live.view_pixels()  # the worker shrinks the next pictures to what is drawn
         st = p.stats
         frame = s.review.frame
         state = p.state.value.capitalize()

@@ -29,6 +29,7 @@ from engine.monitoring.trends import TrendStore, read_events, read_trend
 from engine.review.feedback import Ack, Decision, FeedbackError, FeedbackStore
 from engine.review.router import ReviewRouter, RouterConfig
 from engine.runtime.field import FieldWatch
+from engine.runtime import threads
 from engine.runtime.pipeline import FrameResult, Pipeline, PipelineConfig, SourceEvent, State
 from engine.runtime.review_queue import ReviewQueue
 from engine.runtime.review_session import AckRecord, ReviewSession, frame_for_review
@@ -123,7 +124,9 @@ class Station:
         pc = config["pipeline"]
         self.pipeline_config = pipeline_config or PipelineConfig(
             read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
-            retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"])
+            retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], pipelined=pc["pipelined"],
+            stats_stride=pc["stats_stride"])
+        self.threads = threads.use(threads.plan(self.pipeline_config.pipelined))
         for name in ("events", "problem", "frame_done", "batch", "marked", "model_ready", "queue_changed", "acked",
                      "opened", "stopped", "monitor_changed", "classes_changed"):
             setattr(self, name, Announcer(name))
@@ -214,6 +217,7 @@ class Station:
             return None
         from engine.inference import load_detector, prove
 
+        threads.use(self.threads, torch_too=True)  # before the model loads: its session takes the count then
         detector = load_detector(self.model.path, confidence=self.model.confidence)
         prove(detector)  # it runs on a frame before the line starts on it
         self._loaded(detector, self._generation)
@@ -251,6 +255,7 @@ class Station:
         def load() -> Any:  # on the pipeline's worker: torch never loads on the caller's thread
             from engine.inference import load_detector
 
+            threads.use(self.threads, torch_too=True)
             det = load_detector(path, confidence=conf)
             self._loaded(det, generation)
             return det
@@ -263,6 +268,7 @@ class Station:
         Raises ``ModelError`` with one sentence; the current model then goes on running. Any thread."""
         from engine.inference import load_detector, prove
 
+        threads.use(self.threads, torch_too=True)
         detector = load_detector(path or None, confidence=self.model.confidence)
         latest = self.latest()
         return detector, prove(detector, latest.frame if latest is not None else None)
