@@ -240,7 +240,6 @@ class BuiltinDetector:
         ms = (time.perf_counter() - t0) * 1000.0 / len(frames)
         return [Detections(b, np.ascontiguousarray(e), ms, c) for b, e, c in zip(found, emb, below)]
 
-
     def _detect_onnx(self, frames: Sequence[Frame]) -> list[Detections]:
         """On ONNX Runtime, without torch: the letterboxed frame is scaled straight into a preallocated input
         (channel by channel, swapping to RGB), and the outputs are decoded in NumPy."""
@@ -254,7 +253,9 @@ class BuiltinDetector:
                 for c, src in enumerate(order):
                     np.divide(img[:, :, src], np.float32(255.0), out=x[0, c], dtype=np.float32)
                 heat, box, emb = self.session.run(None, {"images": x})
-            d = decode_numpy(heat, box, self.confidence)[0]
+            d = decode_numpy(heat, box, min(self.confidence, CANDIDATE_FLOOR))[0]
+            below = tuple(d[d[:, 4] < self.confidence, 4].tolist())  # the candidates' scores, for field accuracy
+            d = d[d[:, 4] >= self.confidence]
             xy = d[:, :4].astype(np.float64)
             xy[:, 0::2] = np.clip((xy[:, 0::2] - lb.pad_x) / lb.scale, 0, f.width - 1)
             xy[:, 1::2] = np.clip((xy[:, 1::2] - lb.pad_y) / lb.scale, 0, f.height - 1)
@@ -264,7 +265,7 @@ class BuiltinDetector:
                           if b[2] > b[0] and b[3] > b[1])
             boxes = refine_boxes(f.image, boxes, self.refinement, f.channel_order)
             ms = (time.perf_counter() - t0) * 1000.0
-            out.append(Detections(boxes, np.ascontiguousarray(emb[0], dtype=np.float32), ms))
+            out.append(Detections(boxes, np.ascontiguousarray(emb[0], dtype=np.float32), ms, below))
         return out
 
 
