@@ -13,8 +13,8 @@ makes the writer retry for up to the busy timeout (``[storage] busy_timeout_s``)
 and go on to the next. A submitter that may wait (``submit(..., wait=True)``, the headless operator) is held
 while ``backlog`` items are queued: the store paces it, rather than dropping what it cannot write yet.
 :meth:`FeedbackStore.close` writes everything queued for as long as the writer keeps storing; only when
-nothing is stored for its timeout (a database held by another program) does it give up, and what is still unwritten
-then fails (and is never committed afterwards).
+nothing is stored for its timeout (a database held by another program) does it give up, and what is still
+unwritten then fails (and is never committed afterwards).
 """
 
 from __future__ import annotations
