@@ -407,12 +407,26 @@ def bench_feedback(args: argparse.Namespace, config: dict[str, Any]) -> int:
                 lat.append(ack.latency_ms)
             lat.sort()
             rows[mode] = (statistics.median(lat), lat[int(0.95 * (len(lat) - 1))], lat[-1])
+        # Sustained: a producer as fast as it can go (the headless operator), held by the store's backlog.
+        sustained = {}
+        frames = [sim.render(5000 + i)[0] for i in range(args.decisions)]
+        for per_frame in (1, 3):
+            futs = []
+            t0 = time.perf_counter()
+            for i, image in enumerate(frames):
+                fr = FrameForReview(image, f"sim:sustained{per_frame}", i, float(i))
+                futs += [store.submit(Decision(fr, "bench", "unsure"), wait=True) for _ in range(per_frame)]
+            failed = sum(f.exception(120) is not None for f in futs)
+            sustained[per_frame] = (len(futs) / (time.perf_counter() - t0), len(futs), failed)
         store.close()
     print(f"decision acknowledgement, {args.width}x{args.height} frames, {args.decisions} decisions each, "
           f"SQLite WAL synchronous=FULL, PNG images with fsync")
     print(f"{'':<72}{'median ms':>10}{'p95 ms':>9}{'max ms':>9}")
     for mode, (med, p95, mx) in rows.items():
         print(f"{mode:<72}{med:>10.1f}{p95:>9.1f}{mx:>9.1f}")
+    for per_frame, (rate, n, failed) in sustained.items():
+        print(f"sustained, back-pressured (backlog {store.backlog}), {per_frame} decision{'s' if per_frame > 1 else ''}"
+              f" a frame: {rate:.1f} decisions/s ({n} submitted, {failed} failed)")
     return 0
 
 

@@ -10,7 +10,10 @@ acknowledged that was not stored.
 
 Every decision submitted ends acknowledged or failed, exactly once. Another program holding the database
 makes the writer retry for up to the busy timeout (``[storage] busy_timeout_s``), then fail that decision
-and go on to the next. :meth:`FeedbackStore.close` waits a bounded time for what is queued; what is still
+and go on to the next. A submitter that may wait (``submit(..., wait=True)``, the headless operator) is held
+while ``backlog`` items are queued: the store paces it, rather than dropping what it cannot write yet.
+:meth:`FeedbackStore.close` writes everything queued for as long as the writer keeps storing; only when
+nothing is stored for its timeout (a database held by another program) does it give up, and what is still
 unwritten then fails (and is never committed afterwards).
 """
 
@@ -145,7 +148,8 @@ class FeedbackStore:
     """Decisions in ``<data dir>/station.sqlite``, images in ``<data dir>/images``. Thread-safe ``submit``."""
 
     def __init__(self, data_dir: Path, max_samples: int = 500, max_image_bytes: int = 20 * 2**30,
-                 png_level: int = 1, max_pending: int = 10000, busy_timeout_s: float | None = None) -> None:
+                 png_level: int = 1, max_pending: int = 10000, busy_timeout_s: float | None = None,
+                 backlog: int = 16) -> None:
         self.data_dir = Path(data_dir)
         self.image_store = ImageStore(self.data_dir)
         self.images = self.image_store.root
@@ -171,8 +175,12 @@ class FeedbackStore:
         # The work waiting for the writer, and the one item in its hands: both guarded by _state, which also
         # makes a COMMIT and its acknowledgement one step against close() giving up (see close).
         self._queue: deque = deque()
-        self._state = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._state = threading.Condition(lock)
+        self._room = threading.Condition(lock)  # a waiting submitter, told when the writer takes an item
         self.max_pending = max_pending
+        self.backlog = max(1, int(backlog))
+        self.stored = 0  # items the writer has committed: close() waits while this moves
         self._closing = False  # no new work once close() has begun
         self._abandoned = ""  # why close() gave up waiting: what was left has failed, nothing more commits
         self._inflight: tuple[str, cf.Future] | None = None
@@ -182,19 +190,24 @@ class FeedbackStore:
 
     # ------------------------------------------------------------------ any thread
 
-    def submit(self, decision: Decision, on_ack: Callable[[Ack | FeedbackError], None] | None = None
-               ) -> cf.Future:
+    def submit(self, decision: Decision, on_ack: Callable[[Ack | FeedbackError], None] | None = None,
+               wait: bool = False) -> cf.Future:
         """Queue a decision; the future (and ``on_ack``, on the writer thread) gets an :class:`Ack` once it is
-        durable, or a :class:`FeedbackError`. Never blocks: a full queue is an immediate error."""
+        durable, or a :class:`FeedbackError`. ``wait``: while ``backlog`` items are queued, wait for the writer
+        to take one (back-pressure: a producer faster than the disk is slowed to its pace, nothing is dropped).
+        Without ``wait`` it never blocks (a window's thread): ``max_pending`` queued is an immediate error."""
         fut: cf.Future = cf.Future()
         if on_ack is not None:
             fut.add_done_callback(lambda f: on_ack(f.exception() or f.result()))  # type: ignore[arg-type]
-        self._put("decision", decision, fut, "too many decisions are waiting to be written; the disk is too slow")
+        self._put("decision", decision, fut, "too many decisions are waiting to be written; the disk is too slow",
+                  wait=wait)
         return fut
 
-    def _put(self, kind: str, item: Any, fut: cf.Future | None, full: str = "") -> None:
+    def _put(self, kind: str, item: Any, fut: cf.Future | None, full: str = "", wait: bool = False) -> None:
         with self._state:
             if kind != "close":
+                while wait and len(self._queue) >= self.backlog and not self._closing and self._thread.is_alive():
+                    self._room.wait(1.0)
                 if self._closing:
                     error = FeedbackError(self._abandoned or "the feedback store is closed; nothing more is written")
                 elif full and len(self._queue) >= self.max_pending:
@@ -229,22 +242,34 @@ class FeedbackStore:
         return fut
 
     def close(self, timeout: float = 30.0) -> int:
-        """Write everything queued, then stop; the number of decisions that failed because ``timeout`` passed first.
+        """Write everything queued, then stop; the number of decisions that failed because nothing was stored
+        for ``timeout`` seconds.
 
-        The writer may be waiting for another program's lock (up to the busy timeout per attempt) with more
-        queued behind it. After ``timeout`` seconds close stops waiting: the decision being written and every
+        Close waits as long as the writer goes on storing (a slow disk only makes it longer). The writer may be
+        waiting for another program's lock (up to the busy timeout per attempt) with more queued behind it. Once
+        ``timeout`` seconds pass with nothing stored close stops waiting: the decision being written and every
         one still queued fail with a :class:`FeedbackError` (their callbacks run here, before close returns),
         and nothing more is committed, so each decision ends acknowledged or failed, never in between.
         """
         with self._state:
             self._closing = True
+            self._room.notify_all()  # a submitter waiting for room fails now: nothing new is taken
         if self._thread.is_alive():
             self._put("close", None, None)
-            self._thread.join(max(0.0, timeout))
+            # Everything queued is written while the writer keeps storing, however long the queue; the timeout
+            # counts only the time in which nothing was stored (a database held by another program).
+            seen, deadline = -1, 0.0
+            while self._thread.is_alive():
+                if self.stored != seen:
+                    seen, deadline = self.stored, time.monotonic() + max(0.0, timeout)
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    break
+                self._thread.join(min(left_s, 0.5))
         if not self._thread.is_alive():
             return 0
-        why = (f"not written: the station stopped after waiting {timeout:g} s for the database "
-               f"{self.path} (locked by another program, or too slow)")
+        why = (f"not written: the station stopped after {timeout:g} s in which the database "
+               f"{self.path} took nothing (locked by another program, or too slow)")
         got = self._state.acquire(timeout=10.0)  # a commit under way finishes, with its acknowledgement
         try:
             self._abandoned = why
@@ -254,6 +279,7 @@ class FeedbackStore:
             self._queue.clear()
             if got:
                 self._state.notify_all()
+                self._room.notify_all()
         finally:
             if got:
                 self._state.release()
@@ -261,6 +287,10 @@ class FeedbackStore:
         for kind, fut in left:
             if _settle(fut, error=FeedbackError(why)) and kind == "decision":
                 failed += 1
+        # Given up on, the writer stops at its next step (it looks between each). It must not still be inside
+        # native code (PNG encoding) when the interpreter exits: a daemon thread stopped there aborts the process
+        # ("terminate called without an active exception").
+        self._thread.join(10.0)
         return failed
 
     # ------------------------------------------------------------------ recovery
@@ -303,6 +333,7 @@ class FeedbackStore:
                 if self._abandoned:
                     break
                 kind, item, t0, fut = self._queue.popleft()
+                self._room.notify_all()
                 if kind == "close":
                     break
                 self._inflight = (kind, fut)
@@ -361,6 +392,7 @@ class FeedbackStore:
                 raise FeedbackError(self._abandoned)
             db.execute("COMMIT")
             self._inflight = None
+            self.stored += 1
             _settle(fut, result=result)
 
     def _write_image(self, image: np.ndarray) -> tuple[str, int]:

@@ -197,7 +197,7 @@ class FieldWatch:
             for d in st._auto.review(fr):
                 with st.auto_counts.lock:
                     st.auto_counts.submitted += 1
-                st.submit(d, None, d.verdict)
+                st.submit(d, None, d.verdict, wait=True)  # paced by the store, like the line
         elif st.store is not None:
             # Paced like every other reason ([review.quotas] shadow), so a busy challenger cannot flood the queue.
             if st.router.admit(SHADOW_REASON) and st.queue.offer(held, SHADOW_REASON,

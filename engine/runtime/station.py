@@ -191,9 +191,10 @@ class Station:
                 self.store_error = str(e)
         return self.store
 
-    def submit(self, d: Decision, index: int | None, label: str) -> None:
+    def submit(self, d: Decision, index: int | None, label: str, wait: bool = False) -> None:
+        """Hand a decision to the store; ``wait``: the caller is held while the store is behind (back-pressure)."""
         assert self.store is not None
-        self.store.submit(d, on_ack=lambda a: self.acked.emit(AckRecord(a, d, index, label)))
+        self.store.submit(d, on_ack=lambda a: self.acked.emit(AckRecord(a, d, index, label)), wait=wait)
 
     # ------------------------------------------------------------------ the model
 
@@ -489,7 +490,8 @@ class Station:
         for d in decisions:
             with c.lock:
                 c.submitted += 1
-            self.submit(d, None, d.verdict)
+            # The worker waits while the store is behind: the line is paced by the disk, no decision is dropped.
+            self.submit(d, None, d.verdict, wait=True)
 
     def count_ack(self, rec: AckRecord) -> None:
         """Count an acknowledgement of the headless operator (any thread)."""
