@@ -174,8 +174,8 @@ def test_the_window_says_not_saved_for_each_decision_the_lock_kept_out(qtbot, tm
                 qtbot.keyClick(w, QtCore.Qt.Key.Key_F)
                 seq = w.station.review.frame.sequence
                 qtbot.keyClick(w, QtCore.Qt.Key.Key_U)
-                qtbot.waitUntil(lambda: w.review.saved.text().startswith(f"NOT saved: frame {seq}, unsure"),
-                                timeout=20000)
+                qtbot.waitUntil(lambda: w.review.saved.text().startswith(
+                    f"NOT saved: frame {seq}, flagged frame {seq} unsure"), timeout=20000)
                 assert "locked by another program" in w.review.saved.text()
                 qtbot.keyClick(w, QtCore.Qt.Key.Key_F)  # back to live
             assert len(failed) == 2 and failed[0] != failed[1]
