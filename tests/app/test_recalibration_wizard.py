@@ -24,7 +24,7 @@ from engine.monitoring.stats import cpu_stats
 
 W, H = 640, 512
 SHOTS = os.environ.get("INSPECTION_STATION_SHOTS", "")
-LINE = f"sim://?seed=1&scenario=lens-change&width={W}&height={H}&fps=30&start={LENS_CHANGE_AT}"
+LINE = f"sim://?seed=1&scenario=lens-change&width={W}&height={H}&fps=30&realtime=0&start={LENS_CHANGE_AT}"
 
 
 @pytest.fixture(scope="module")
