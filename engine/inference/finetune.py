@@ -77,7 +77,7 @@ class FinetuneConfig:
     photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
     minutes: float | None = None  # wall-time cap on the training loop
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
-    distill_weight: float = 1.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
+    distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
     l2sp_weight: float = 0.0  # pull every weight towards the parent's (L2-SP); 0: off
 
     def to_dict(self) -> dict[str, Any]:
