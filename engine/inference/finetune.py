@@ -13,7 +13,9 @@ feedback bundles (:mod:`engine.datasets.bundle`), read as the bundle's corrected
   is where the new weights are measured);
 * replay, so that the model keeps what it did well: the bundle's replay frames, topped up to
   :attr:`FinetuneConfig.replay_frames` with nominal frames of the simulated line rendered from the built-in
-  model's own training seeds (1000-1099, never used for evaluation).
+  model's own training seeds (1000-1099, never used for evaluation); on replay crops the frozen parent's own
+  heat maps, offsets and sizes are soft targets too (distillation, :func:`distill_loss`), so that the model
+  keeps the parent's behaviour on the nominal line and not only its labels.
 
 A share of the crops from corrected frames gets a photometric change (lamp output, colour temperature,
 left-right slope), so that what is learnt from one lamp's frames holds across its neighbours.
@@ -75,6 +77,8 @@ class FinetuneConfig:
     photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
     minutes: float | None = None  # wall-time cap on the training loop
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
+    distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
+    l2sp_weight: float = 0.0  # pull every weight towards the parent's (L2-SP); 0: off
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -313,7 +317,8 @@ def _lamp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[torch.Tensor, ...]:
-    """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells."""
+    """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells, and
+    which crops are replay crops."""
     cs = cfg.crop // STRIDE
     c = len(data.classes)
     gh, gw = INPUT_H // STRIDE, INPUT_W // STRIDE
@@ -322,8 +327,10 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
     reg = np.zeros((cfg.batch, 4, cs, cs), np.float32)
     mask = np.zeros((cfg.batch, cs, cs), np.float32)
     reject = np.zeros((cfg.batch, c, cs, cs), np.float32)
+    is_replay = np.zeros(cfg.batch, bool)
     for b in range(cfg.batch):
         replay = len(data.replay) > 0 and rng.random() < cfg.replay_share
+        is_replay[b] = replay
         pool = data.replay if replay else data.corrected
         i = int(rng.integers(len(pool)))
         objs, centres = pool.objects[i], pool.reject_cells[i]
@@ -353,7 +360,8 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
                 reg[b, :, ci, cj] = (dx, dy, lw, lh)
                 mask[b, ci, cj] = 1.0
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-    return x, torch.from_numpy(heat), torch.from_numpy(reg), torch.from_numpy(mask), torch.from_numpy(reject)
+    return (x, torch.from_numpy(heat), torch.from_numpy(reg), torch.from_numpy(mask), torch.from_numpy(reject),
+            torch.from_numpy(is_replay))
 
 
 def rejected_loss(logits: torch.Tensor, target: torch.Tensor, reject: torch.Tensor) -> torch.Tensor:
@@ -363,6 +371,25 @@ def rejected_loss(logits: torch.Tensor, target: torch.Tensor, reject: torch.Tens
     where = reject * (1 - target) ** 4
     n = target.eq(1).float().sum().clamp(min=1)
     return -(torch.log(1 - p) * p ** 2 * where).sum() / n
+
+
+def distill_loss(heat: torch.Tensor, box: torch.Tensor, parent_heat: torch.Tensor, parent_box: torch.Tensor
+                 ) -> torch.Tensor:
+    """How far the student's outputs are from the frozen parent's on the same crops (zero when they agree): the
+    squared difference of the heat maps (after the sigmoid) summed per crop, plus the L1 difference of offsets
+    and log sizes weighted by the parent's strongest class score at each cell."""
+    if heat.shape[0] == 0:
+        return heat.sum() * 0.0
+    ps = torch.sigmoid(parent_heat)
+    lh = (torch.sigmoid(heat) - ps).pow(2).sum() / heat.shape[0]
+    w = ps.amax(dim=1, keepdim=True)
+    lb = ((box - parent_box).abs() * w).sum() / w.sum().clamp(min=1.0)
+    return lh + lb
+
+
+def l2sp_loss(model: torch.nn.Module, start: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of squared differences between the model's trainable weights and the parent's (L2-SP)."""
+    return sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters())  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------ training
@@ -390,6 +417,14 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.eval()  # normalise with the parent's statistics; scale and shift still learn
+    parent = None
+    if cfg.distill_weight > 0:
+        parent = TinyCenterNet(len(data.classes))
+        parent.load_state_dict(state)
+        parent = parent.to(memory_format=torch.channels_last).eval()
+        for p in parent.parameters():
+            p.requires_grad_(False)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()} if cfg.l2sp_weight > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, min(cfg.warmup, cfg.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -403,10 +438,18 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     stopped = "all steps done"
     try:
         for step in range(1, cfg.steps + 1):
-            x, heat, reg, mask, reject = make_batch(data, rng, cfg)
+            x, heat, reg, mask, reject, is_replay = make_batch(data, rng, cfg)
             hl, bo, _ = model(x)
             lh, lb, lr_ = focal_loss(hl, heat), box_loss(bo, reg, mask), rejected_loss(hl, heat, reject)
             loss = lh + lb + cfg.rejected_weight * lr_
+            ld = torch.zeros(())
+            if parent is not None and bool(is_replay.any()):
+                with torch.no_grad():
+                    ph, pb, _ = parent(x[is_replay])
+                ld = distill_loss(hl[is_replay], bo[is_replay], ph, pb)
+                loss = loss + cfg.distill_weight * ld
+            if start is not None:
+                loss = loss + cfg.l2sp_weight * l2sp_loss(model, start)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -423,7 +466,8 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
                 if cap is not None:
                     eta = min(eta, max(0.0, cap - el))
                 _log(progress, f"step {step}/{cfg.steps}  loss {avg:.3f} (heat {float(lh.detach()):.3f}, box "
-                               f"{float(lb.detach()):.3f}, rejected {max(0.0, float(lr_.detach())):.3f})  {el:.0f} s, "
+                               f"{float(lb.detach()):.3f}, rejected {max(0.0, float(lr_.detach())):.3f}, "
+                               f"parent {float(ld.detach()):.3f})  {el:.0f} s, "
                                f"about {eta:.0f} s left")
             if capped:
                 stopped = f"stopped by the {cfg.minutes:g}-minute cap after {step} of {cfg.steps} steps"

@@ -18,8 +18,9 @@ from engine.datasets.bundle import ExportOptions, export_bundle
 from engine.datasets.bundle.formats import read_table
 from engine.inference import load_detector, prove
 from engine.inference.builtin import BuiltinDetector, builtin_paths, read_card
-from engine.inference.finetune import FinetuneConfig, Interrupted, rejected_loss
+from engine.inference.finetune import FinetuneConfig, Interrupted, distill_loss, l2sp_loss, rejected_loss
 from engine.inference.finetune_card import train_from_bundles
+from engine.inference.model import TinyCenterNet
 
 # Aged lamp (slot 129600 at 20 s a slot is day 30), frames 20 s of line time apart: each its own block, so every split has frames.
 AGED_SIM = "sim://?seed=11&scenario=lighting-aging&start=129600&dt=20"
@@ -125,6 +126,29 @@ def test_a_rejected_box_pushes_the_heat_map_down_only_where_it_was():
     assert (g[1, 2:4, 2:4] > 0).all()  # descending lowers the logits there
     g[1, 2:4, 2:4] = 0
     assert not g.any()
+
+
+def test_the_parent_terms_are_zero_when_the_student_is_the_parent_and_pull_back_towards_it():
+    torch.manual_seed(0)
+    parent = TinyCenterNet(3).eval()
+    student = TinyCenterNet(3).eval()
+    student.load_state_dict(parent.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ph, pb, _ = parent(x)
+    sh, sb, _ = student(x)
+    assert distill_loss(sh, sb, ph, pb) == 0
+    start = {n: p.detach().clone() for n, p in parent.named_parameters()}
+    assert l2sp_loss(student, start) == 0
+    with torch.no_grad():
+        student.heat.bias.add_(0.5)
+        student.box.bias.add_(0.5)
+    sh, sb, _ = student(x)
+    d = distill_loss(sh, sb, ph, pb)
+    assert d > 0 and l2sp_loss(student, start) > 0
+    d.backward()
+    assert (student.heat.bias.grad > 0).all()  # descending lowers the raised heat map towards the parent's
+    assert distill_loss(sh[:0], sb[:0], ph[:0], pb[:0]) == 0  # a batch without replay crops adds nothing
 
 
 def test_ctrl_c_writes_nothing_and_the_time_cap_stops_cleanly(bundle, tmp_path):
