@@ -40,11 +40,13 @@ class StateBanner(QtWidgets.QLabel):
 
 
 class ShiftCounts(QtWidgets.QWidget):
-    """Parts seen, defects found, confirmed, rejected and the yield of this shift, one figure each."""
+    """This shift's frames, frames with a defect found, decisions confirmed and rejected, and the share of frames
+    with nothing found, one figure each. Frames, not parts: a part crosses several frames and the station does not
+    follow parts from frame to frame, so a yield of parts is not claimed."""
 
-    NAMES = (("parts", "Parts seen"), ("defects", "Defects found"), ("confirmed", "Confirmed"),
-             ("rejected", "Rejected"), ("yield", "Yield"))
-    SHORT = (("parts", "Parts"), ("defects", "Defects"), ("confirmed", "OK"), ("rejected", "Rej."), ("yield", "Yield"))
+    NAMES = (("parts", "Frames"), ("defects", "With a defect"), ("confirmed", "Confirmed"),
+             ("rejected", "Rejected"), ("yield", "Clear frames"))
+    SHORT = (("parts", "Frames"), ("defects", "Defect"), ("confirmed", "OK"), ("rejected", "Rej."), ("yield", "Clear"))
     COMPACT_BELOW = 560  # px: narrower than this, short captions
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
