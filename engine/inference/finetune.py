@@ -47,7 +47,7 @@ import torch
 from engine.core.errors import StationError
 from engine.inference.common import letterbox
 from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
-from engine.inference.train import TrainConfig, _log, box_loss, focal_loss, render_dataset, targets
+from engine.inference.train import TrainConfig, _log, box_loss, focal_loss, optimiser_step, render_dataset, targets
 
 ORIGINS = ("confirmed", "relabelled", "missed", "undecided", "rejected", "replay")
 _STATUS_ORIGIN = {"confirmed": "confirmed", "corrected": "relabelled", "missed": "missed", "undecided": "undecided",
@@ -450,12 +450,7 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
                 loss = loss + cfg.distill_weight * ld
             if start is not None:
                 loss = loss + cfg.l2sp_weight * l2sp_loss(model, start)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
-            v = float(loss.detach())
+            v = optimiser_step(model, opt, sched, loss)
             avg = v if avg is None else 0.95 * avg + 0.05 * v
             if on_step is not None:
                 on_step(step, v)

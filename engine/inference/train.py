@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 import torch
@@ -148,6 +148,16 @@ def _batch(data: _Data, rng: np.random.Generator, cfg: TrainConfig) -> tuple[tor
     return x, torch.from_numpy(heat), torch.from_numpy(reg), torch.from_numpy(mask)
 
 
+def optimiser_step(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor) -> float:
+    """One step on ``loss``: gradients clipped at norm 10, the optimiser and its schedule advanced; the loss's value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss on heat-map logits, normalised by the number of objects."""
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
@@ -191,13 +201,7 @@ def train(cfg: TrainConfig, progress: TextIO | None = sys.stderr,
         x, heat, reg, mask = _batch(data, rng, cfg)
         hl, bo, _ = model(x)
         lh, lb = focal_loss(hl, heat), box_loss(bo, reg, mask)
-        loss = lh + lb
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        v = float(loss.detach())
+        v = optimiser_step(model, opt, sched, lh + lb)
         avg = v if avg is None else 0.98 * avg + 0.02 * v
         if on_step is not None:
             on_step(step, v)
