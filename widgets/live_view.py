@@ -182,9 +182,10 @@ class LiveView(pg.GraphicsLayoutWidget):
         self._placeholder = pg.TextItem("No frame yet", color="#9aa0a6", anchor=(0.5, 0.5))
         self.view.addItem(self._placeholder)
         self.frames_shown = 0
-        self._captured: float | None = None
+        self._captured: tuple[float, int | None] | None = None
         self.frames_painted = 0
-        self.paint_latencies_ms: deque[float] = deque(maxlen=100000)  # frame left the source -> painted
+        # one entry per live frame painted: (its sequence number, ms from leaving the source to the screen)
+        self.paint_log: deque[tuple[int | None, float]] = deque(maxlen=100000)
         self._boxes: Sequence[Box] = ()
         self.draw_mode = False
         self._drag_from: QtCore.QPointF | None = None
@@ -199,13 +200,13 @@ class LiveView(pg.GraphicsLayoutWidget):
     def show_frame(self, rgb: np.ndarray, detections: Sequence[Box] = (), truth: Sequence[Box] = (),
                    selected: int | None = None, states: dict[int, str] | None = None,
                    marks: Marks | None = None, frame_size: tuple[int, int] | None = None,
-                   captured: float | None = None) -> None:
+                   captured: float | None = None, sequence: int | None = None) -> None:
         """Draw one frame (HxWx3 uint8, RGB) with its overlays. Levels are fixed: no per-frame auto-levels.
 
         ``selected`` highlights one detection; ``marks`` (or just ``states``) draws the decisions made on it.
         ``frame_size`` (width, height): the frame's own size when ``rgb`` is a shrunk copy of it; the picture is
         stretched over it, so boxes stay in frame pixels. ``captured`` (``time.monotonic()`` when the frame left
-        the source): the next paint records the frame-to-screen latency.
+        the source): the next paint records the frame-to-screen latency against the frame's ``sequence``.
         """
         h, w = rgb.shape[:2]
         fw, fh = frame_size or (w, h)
@@ -216,7 +217,7 @@ class LiveView(pg.GraphicsLayoutWidget):
             self._shape = shape
             self._placeholder.setVisible(False)
             self.view.autoRange(padding=0.0)
-        self._captured = captured
+        self._captured = None if captured is None else (captured, sequence)
         self._boxes = detections
         self._truth.show([Overlay(b.x0, b.y0, b.x1, b.y1, TRUTH_COLOUR, 1.5, dashed=True, kind="truth")
                           for b in truth])
@@ -232,7 +233,8 @@ class LiveView(pg.GraphicsLayoutWidget):
     def paintEvent(self, ev: QtGui.QPaintEvent) -> None:
         super().paintEvent(ev)
         if self._captured is not None:
-            self.paint_latencies_ms.append((time.monotonic() - self._captured) * 1000.0)
+            t, seq = self._captured
+            self.paint_log.append((seq, (time.monotonic() - t) * 1000.0))
             self.frames_painted += 1
             self._captured = None
 

@@ -92,15 +92,17 @@ def _measure(mode: str, args: argparse.Namespace, config: dict[str, Any], uri: s
             p = w.station.pipeline
             st = p.stats
             t0, gui0, src0 = time.monotonic(), time.thread_time(), p.source.slot
-            painted0, lat0, processed0 = live.frames_painted, len(live.paint_latencies_ms), st.processed
+            processed0 = st.processed
             drops0, cpu0 = dict(st.drops), dict(st.cpu_s)
             _spin(app, args.seconds)
             wall = time.monotonic() - t0
             gui_cpu = time.thread_time() - gui0
-            painted = live.frames_painted - painted0
-            camera = p.source.slot - src0
+            src1 = p.source.slot
+            camera = src1 - src0
             processed = st.processed - processed0
-            lat = list(live.paint_latencies_ms)[lat0:]
+            # only frames the camera delivered inside the window count: one in flight when it opened is not ours
+            lat = [ms for seq, ms in list(live.paint_log) if seq is not None and src0 <= seq < src1]
+            painted = len(lat)
             where = {k: st.drops[k] - drops0.get(k, 0) for k in ("source", "inference", "statistics")}
             where["display"] = max(0, processed - painted)
             spent = {k: v - cpu0.get(k, 0.0) for k, v in st.cpu_s.items()}

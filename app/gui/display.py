@@ -102,7 +102,8 @@ class FrameDisplay(QtCore.QObject):
                 rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
             dets = result.detections.boxes if result.detections is not None else ()
             truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
-            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured)
+            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured,
+                           sequence=frame.sequence)
             now = time.monotonic()
             if now - self._values_at >= VALUES_EVERY_S:  # a table read by people: a few times a second is enough
                 self._values_at = now
