@@ -66,6 +66,8 @@ def drift_levels(monitor: Any) -> dict[str, tuple[str, str]]:
 
 
 class FrameDisplay(QtCore.QObject):
+    woke = QtCore.Signal()
+
     def __init__(self, w: Any, max_fps: float) -> None:
         super().__init__(w)
         self.w = w
@@ -76,6 +78,23 @@ class FrameDisplay(QtCore.QObject):
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, max_fps))))
         self.timer.timeout.connect(self.tick)
+        # a new frame wakes the display at once (queued onto this thread): the timer alone would add up to one
+        # tick of latency to every frame; the timer keeps the labels, the banner and the drift strip current
+        self.woke.connect(self._woken, QtCore.Qt.ConnectionType.QueuedConnection)
+        self._pipeline: Any = None
+        self._min_gap = 1.0 / max(1.0, max_fps)  # [display] max_fps holds for the wake-ups too
+        self._drawn_at = 0.0
+
+    def stop(self) -> None:
+        """No more ticks and no more wake-ups (the window is closing)."""
+        self.timer.stop()
+        if self._pipeline is not None:
+            self._pipeline.on_newest = None
+            self._pipeline = None
+
+    def _woken(self) -> None:
+        if self.timer.isActive() and time.monotonic() - self._drawn_at >= 0.9 * self._min_gap:
+            self.show_newest()
 
     def redraw(self) -> None:
         """Draw the current frame again at the next tick (ground truth toggled, back to live)."""
@@ -93,23 +112,10 @@ class FrameDisplay(QtCore.QObject):
         if p is None:
             w.lbl_state.setText("Stopped")
             return
-        latest_id, result = p.newest()  # pipelined: the picture and boxes without waiting for statistics
-        if result is not None and latest_id != self._last_id and s.review.frozen is None:
-            self._last_id = latest_id
-            frame = result.frame
-            rgb = result.view  # converted and shrunk to the view's size on the pipeline's worker
-            if rgb is None:
-                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
-            dets = result.detections.boxes if result.detections is not None else ()
-            truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
-            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured,
-                           sequence=frame.sequence)
-            now = time.monotonic()
-            if now - self._values_at >= VALUES_EVERY_S:  # a table read by people: a few times a second is enough
-                self._values_at = now
-                shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
-                w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
-                                     "defects (truth)": len(truth) if truth else "—", **shown})
+        if p is not self._pipeline:  # a new line (started, or a model or source swapped): it wakes us too
+            self._pipeline = p
+            p.on_newest = self.woke.emit
+        result = self.show_newest()
         if result is not None and result.detector is not None:
             d = result.detector
             w.lbl_model.setText(f"{d['name']} on {d['device']}, {d['inference_ms']:.0f} ms")
@@ -123,3 +129,28 @@ class FrameDisplay(QtCore.QObject):
         w.lbl_drops.setText(f"drops {st.dropped}")
         if not p.running:
             w.update_actions()
+
+    def show_newest(self) -> Any:
+        """Draw the line's newest frame if it is not on the screen yet; returns the newest result (or None)."""
+        w, s = self.w, self.w.station
+        p = s.pipeline
+        if p is None:
+            return None
+        latest_id, result = p.newest()  # pipelined: the picture and boxes without waiting for statistics
+        if result is not None and latest_id != self._last_id and s.review.frozen is None:
+            self._last_id = latest_id
+            frame = result.frame
+            rgb = result.view  # converted and shrunk to the view's size on the pipeline's worker
+            if rgb is None:
+                rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB) if frame.channel_order == "BGR" else frame.image
+            dets = result.detections.boxes if result.detections is not None else ()
+            truth = frame.ground_truth.boxes if (w.show_truth and frame.ground_truth is not None) else ()
+            w.live.show_frame(rgb, dets, truth, frame_size=(frame.width, frame.height), captured=result.captured,
+                              sequence=frame.sequence)
+            now = self._drawn_at = time.monotonic()
+            if now - self._values_at >= VALUES_EVERY_S:  # a table read by people: a few times a second is enough
+                self._values_at = now
+                shown = {k: v for k, v in result.measurements.items() if isinstance(v, (int, float, str))}
+                w.values.set_values({"sequence": frame.sequence, "detections": len(dets),
+                                     "defects (truth)": len(truth) if truth else "—", **shown})
+        return result

@@ -362,7 +362,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.views.save()
         self.settings.sync()
-        self.display.timer.stop()
+        self.display.stop()
         self.models.timer.stop()  # no more looks at the model registry
         self.station.close()  # the line stops; the stores close, their last acknowledgements posted
         self.tasks.shutdown()  # running jobs end; what they and the stores posted is delivered

@@ -177,6 +177,9 @@ class Pipeline:
         self.state = State.IDLE
         self.error: str | None = None
         self.view_size: tuple[int, int] | None = None  # set by a display: results then carry a picture for it
+        # set by a display: called on a worker thread each time newest() changes, so the display need not poll
+        # for it (it must return at once: post a wake-up to the display's own thread and nothing more)
+        self.on_newest: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
@@ -434,6 +437,7 @@ class Pipeline:
                     with self._lock:
                         self._preview = early
                         self._preview_id += 1
+                    self._wake()
                 self._settle(len(outbox.put(item, self._stop)))
                 self.stats.cpu_s["inference"] = time.thread_time() - cpu0
         except Exception as e:  # noqa: BLE001 - a bug in the detector: said, and the line stops
@@ -516,8 +520,19 @@ class Pipeline:
         with self._lock:
             self._latest = result
             self._latest_id += 1
+            previewed = self._preview is not None
+        if not previewed:
+            self._wake()
         for sink in self.sinks:
             sink(result)
+
+    def _wake(self) -> None:
+        wake = self.on_newest
+        if wake is not None:
+            try:
+                wake()
+            except Exception:  # a display that went away must not stop the line
+                self.on_newest = None
 
     def _close(self) -> bool:
         try:

@@ -132,3 +132,26 @@ def test_review_buttons_class_keys_and_export_take_the_running_models_classes(qt
     assert dialog.classes == list(Custom.classes)
     dialog.close()
     w.close()
+
+
+def test_a_new_frame_is_drawn_when_it_arrives_not_at_the_next_tick(qtbot, window):
+    qtbot.waitUntil(lambda: window.live.frames_shown >= 3, timeout=10000)
+    window.display.timer.setInterval(60_000)  # the timer alone would now draw one frame a minute
+    window.display.timer.start()
+    shown = window.live.frames_shown
+    qtbot.waitUntil(lambda: window.live.frames_shown >= shown + 10, timeout=10000)
+    # and each frame painted is logged with its own sequence number, in order
+    seqs = [s for s, _ in window.live.paint_log]
+    assert len(seqs) >= 10 and seqs == sorted(seqs)
+
+
+def test_a_closed_window_is_no_longer_told_of_new_frames(qtbot, data_dir):
+    make_app()
+    w = MainWindow(default_config(), data_dir, source=SOURCE)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 3, timeout=10000)
+    p = w.station.pipeline
+    assert p.on_newest is not None
+    w.close()
+    assert p.on_newest is None

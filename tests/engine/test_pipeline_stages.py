@@ -183,3 +183,30 @@ def test_the_display_picture_is_rgb_and_shrunk_to_fit_never_enlarged():
     same = prepare_view(frame, (1000, 1000))
     assert same.shape == (256, 320, 3)
     assert np.array_equal(same[..., 0], frame.image[..., 2])  # RGB from BGR
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_display_is_told_of_each_new_frame_for_it_so_it_need_not_poll(pipelined):
+    told = []
+    pipe = Pipeline(open_source(f"sim://?seed=4&{SMALL}"), detector=BrightestSpot(), measurers=[BasicStats()],
+                    config=PipelineConfig(max_frames=20, pipelined=pipelined))
+    pipe.view_size = (80, 64)
+
+    def wake():  # what a display does: note the counter, draw later on its own thread
+        told.append(pipe.newest()[0])
+
+    pipe.on_newest = wake
+    pipe.run()
+    assert len(told) == 20  # once per frame, whether it comes early from inference or after statistics
+    assert told == sorted(told) and told[-1] == pipe.newest()[0]
+
+
+def test_a_display_that_fails_when_told_is_forgotten_and_the_line_runs_on():
+    def gone():
+        raise RuntimeError("Internal C++ object already deleted")
+
+    pipe = Pipeline(open_source(f"sim://?seed=4&{SMALL}"), detector=BrightestSpot(), measurers=[BasicStats()],
+                    config=PipelineConfig(max_frames=10))
+    pipe.on_newest = gone
+    stats = pipe.run()
+    assert stats.processed == 10 and pipe.state == State.ENDED and pipe.on_newest is None
