@@ -17,6 +17,7 @@ class ModelRegistryPanel(QtWidgets.QWidget):
 
     promote_requested = QtCore.Signal(str)
     rollback_requested = QtCore.Signal()
+    train_requested = QtCore.Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,6 +48,10 @@ class ModelRegistryPanel(QtWidgets.QWidget):
         self.rollback.setObjectName("rollbackModel")
         self.rollback.setToolTip("Run the champion before this one again; this one is retired (signed by an engineer)")
         self.rollback.clicked.connect(self.rollback_requested.emit)
+        self.train = QtWidgets.QPushButton("Train…")
+        self.train.setObjectName("trainModel")
+        self.train.setToolTip("Fine-tune the champion on feedback bundles; the result joins as a challenger")
+        self.train.clicked.connect(self.train_requested.emit)
         self.buttons = QtWidgets.QWidget()  # the shell gates this box by permission; the buttons by selection
         self.buttons.setObjectName("modelRegistryButtons")
         buttons = QtWidgets.QHBoxLayout(self.buttons)
@@ -54,6 +59,7 @@ class ModelRegistryPanel(QtWidgets.QWidget):
         buttons.addWidget(self.promote)
         buttons.addWidget(self.rollback)
         buttons.addStretch(1)
+        buttons.addWidget(self.train)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.running)
         lay.addWidget(self.table, 1)

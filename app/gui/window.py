@@ -22,6 +22,7 @@ from app.gui import export as export_ui
 from app.gui import models as models_ui
 from app.gui import readiness as readiness_ui
 from app.gui import recalibration as recalibration_ui
+from app.gui import training as training_ui
 from app.gui.display import FrameDisplay, ShiftTally
 from app.gui.drift_view import DriftView
 from app.gui.review_view import ReviewView
@@ -91,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         accuracy_ui.install(self)
         self._make_status()
         models_ui.install(self)
+        self.models.panel.train_requested.connect(lambda: self.training.open())
         if getattr(self, "act_recalibrate", None) is not None:
             self.views.cockpit.addAction(self.act_recalibrate)  # the technician's one click to recalibrate
         self.drift_strip.open_detail.connect(self.views.open_drift)
@@ -160,6 +162,7 @@ class MainWindow(QtWidgets.QMainWindow):
         agreement_ui.install(self)
         export_ui.install(self)
         readiness_ui.install(self)
+        training_ui.install(self)
         auth_ui.install(self, session, sign_in)
 
     def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea,
@@ -364,6 +367,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.sync()
         self.display.stop()
         self.models.timer.stop()  # no more looks at the model registry
+        self.training.shutdown()  # a training run stops, writing nothing
         self.station.close()  # the line stops; the stores close, their last acknowledgements posted
         self.tasks.shutdown()  # running jobs end; what they and the stores posted is delivered
         super().closeEvent(event)
