@@ -128,6 +128,10 @@ class PipelineConfig:
     give_up_after_s: float | None = None
     pipelined: bool = True  # the stages on their own threads; False: one after another on one thread
     stats_stride: int = 1  # the measurers run on every n-th frame that reaches them; 0: threads.auto_stats_stride
+    # pipelined and live: the statistics thread's OS priority is lowered by this much (nice; 0: as the others), so
+    # that on a busy machine the frame on its way to the screen goes first; where there is no per-thread nice,
+    # nothing changes
+    statistics_nice: int = 0  # the station sets [pipeline] statistics_nice (10 by default)
     queue_frames: int = 2  # frames waiting between two stages when the source is not live
 
 
@@ -446,6 +450,8 @@ class Pipeline:
             outbox.close()
 
     def _statistics_stage(self, inbox: Handoff, live: bool) -> None:
+        if live and self.config.statistics_nice > 0:
+            threads.lower_priority(self.config.statistics_nice)
         cpu0 = time.thread_time()
         limit = self.config.max_frames
         try:

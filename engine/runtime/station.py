@@ -125,7 +125,7 @@ class Station:
         self.pipeline_config = pipeline_config or PipelineConfig(
             read_timeout_s=config["source"]["read_timeout_s"], retry_initial_s=pc["retry_initial_s"],
             retry_max_s=pc["retry_max_s"], frozen_after=pc["frozen_after"], pipelined=pc["pipelined"],
-            stats_stride=pc["stats_stride"])
+            stats_stride=pc["stats_stride"], statistics_nice=pc.get("statistics_nice", 0))
         self.threads = threads.use(threads.plan(self.pipeline_config.pipelined))
         for name in ("events", "problem", "frame_done", "batch", "marked", "model_ready", "queue_changed", "acked",
                      "opened", "stopped", "monitor_changed", "classes_changed"):

@@ -98,3 +98,18 @@ def auto_stats_stride(live: bool, cores: int | None = None) -> int:
         return 1
     n = max(1, int(cores or usable_cores()))
     return 1 if n >= 4 else (2 if n == 3 else 3)
+
+
+def lower_priority(nice: int) -> bool:
+    """Lower the calling thread's OS priority by ``nice`` (Linux: each thread has its own nice value); True if it
+    was lowered. Never raises: elsewhere, or when refused, the thread runs as before."""
+    import os
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + int(nice)))
+        return os.getpriority(os.PRIO_PROCESS, tid) > now
+    except (AttributeError, OSError):
+        return False

@@ -210,3 +210,38 @@ def test_a_display_that_fails_when_told_is_forgotten_and_the_line_runs_on():
     pipe.on_newest = gone
     stats = pipe.run()
     assert stats.processed == 10 and pipe.state == State.ENDED and pipe.on_newest is None
+
+
+class PriorityProbe:
+    """A measurer that notes the OS priority (nice) of the thread it runs on."""
+
+    name = "probe"
+
+    def __init__(self) -> None:
+        self.nice: set[int] = set()
+
+    def measure(self, frame, detections):
+        import os
+
+        self.nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return BasicStats().measure(frame, detections)
+
+
+@pytest.mark.skipif(not hasattr(threading, "get_native_id") or not hasattr(__import__("os"), "getpriority"),
+                    reason="no per-thread priority here")
+def test_on_a_live_line_the_statistics_thread_runs_below_the_others_and_only_it():
+    import os
+
+    me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    probe = PriorityProbe()
+    pipe = Pipeline(open_source(f"sim://?{SMALL}&fps=200", realtime=True), detector=BrightestSpot(),
+                    measurers=[probe], config=PipelineConfig(max_frames=5, statistics_nice=5))
+    pipe.run()
+    if me >= 19:
+        pytest.skip("this process already runs at the lowest priority")
+    assert probe.nice == {min(19, me + 5)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me  # the caller's thread is untouched
+    probe = PriorityProbe()  # a file (not live) is measured at the usual priority: nothing waits on the screen
+    Pipeline(open_source(f"sim://?{SMALL}"), detector=BrightestSpot(), measurers=[probe],
+             config=PipelineConfig(max_frames=3, statistics_nice=5)).run()
+    assert probe.nice == {me}
