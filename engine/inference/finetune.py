@@ -75,6 +75,9 @@ class FinetuneConfig:
     rejected_crop_share: float = 0.5  # of the crops of a frame with rejections not around a defect
     rejected_weight: float = 4.0  # the extra penalty on a rejected box's cells, relative to the usual one
     photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
+    # replay crops whose lamp is changed: the student sees the crop under the other lamp, the frozen parent the
+    # crop as it was (its outputs there are the targets), so the parent's behaviour is taught under any lamp
+    replay_lamp_share: float = 0.0
     minutes: float | None = None  # wall-time cap on the training loop
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
     distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
@@ -317,8 +320,8 @@ def _lamp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[torch.Tensor, ...]:
-    """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells, and
-    which crops are replay crops."""
+    """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells,
+    which crops are replay crops, and the replay crops as they were before a lamp change (for the parent)."""
     cs = cfg.crop // STRIDE
     c = len(data.classes)
     gh, gw = INPUT_H // STRIDE, INPUT_W // STRIDE
@@ -328,6 +331,7 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
     mask = np.zeros((cfg.batch, cs, cs), np.float32)
     reject = np.zeros((cfg.batch, c, cs, cs), np.float32)
     is_replay = np.zeros(cfg.batch, bool)
+    clean: list[np.ndarray] = []
     for b in range(cfg.batch):
         replay = len(data.replay) > 0 and rng.random() < cfg.replay_share
         is_replay[b] = replay
@@ -348,7 +352,11 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
             oi, oj = int(rng.integers(0, gh - cs + 1)), int(rng.integers(0, gw - cs + 1))
         crop = pool.images[i][oi * STRIDE:(oi + cs) * STRIDE, oj * STRIDE:(oj + cs) * STRIDE].astype(np.float32)
         crop /= 255.0
-        if not replay and rng.random() < cfg.photometric_share:
+        if replay:
+            clean.append(crop)
+            if cfg.replay_lamp_share > 0 and rng.random() < cfg.replay_lamp_share:
+                crop = _lamp(crop, rng)
+        elif rng.random() < cfg.photometric_share:
             crop = _lamp(crop, rng)
         imgs[b] = crop
         heat[b] = pool.heat[i][:, oi:oi + cs, oj:oj + cs]
@@ -360,8 +368,10 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
                 reg[b, :, ci, cj] = (dx, dy, lw, lh)
                 mask[b, ci, cj] = 1.0
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    shape = (0, cfg.crop, cfg.crop, 3)
+    parent_x = torch.from_numpy(np.stack(clean) if clean else np.empty(shape, np.float32)).permute(0, 3, 1, 2)
     return (x, torch.from_numpy(heat), torch.from_numpy(reg), torch.from_numpy(mask), torch.from_numpy(reject),
-            torch.from_numpy(is_replay))
+            torch.from_numpy(is_replay), parent_x.contiguous(memory_format=torch.channels_last))
 
 
 def rejected_loss(logits: torch.Tensor, target: torch.Tensor, reject: torch.Tensor) -> torch.Tensor:
@@ -438,14 +448,14 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     stopped = "all steps done"
     try:
         for step in range(1, cfg.steps + 1):
-            x, heat, reg, mask, reject, is_replay = make_batch(data, rng, cfg)
+            x, heat, reg, mask, reject, is_replay, parent_x = make_batch(data, rng, cfg)
             hl, bo, _ = model(x)
             lh, lb, lr_ = focal_loss(hl, heat), box_loss(bo, reg, mask), rejected_loss(hl, heat, reject)
             loss = lh + lb + cfg.rejected_weight * lr_
             ld = torch.zeros(())
             if parent is not None and bool(is_replay.any()):
                 with torch.no_grad():
-                    ph, pb, _ = parent(x[is_replay])
+                    ph, pb, _ = parent(parent_x)  # the replay crops before any lamp change
                 ld = distill_loss(hl[is_replay], bo[is_replay], ph, pb)
                 loss = loss + cfg.distill_weight * ld
             if start is not None:

@@ -224,3 +224,39 @@ def test_the_command_writes_a_model_that_info_eval_and_run_accept(bundle, tuned,
                  "--jsonl", str(records)]) == 0
     frames = [r for r in map(json.loads, records.read_text().splitlines()) if r.get("type") == "frame"]
     assert len(frames) == 2 and all(f["detector"]["name"].endswith(card["sha256"][:8]) for f in frames)
+
+
+def _tiny_data(replay_frames: int = 2):
+    from collections import Counter
+
+    import numpy as np
+
+    from engine.inference.finetune import Pool, TrainingData
+    from engine.inference.model import INPUT_H, INPUT_W, STRIDE
+
+    rng = np.random.default_rng(0)
+    corrected, replay = Pool(), Pool()
+    for pool, n in ((corrected, 2), (replay, replay_frames)):
+        for _ in range(n):
+            img = rng.integers(60, 200, (INPUT_H, INPUT_W, 3), dtype=np.uint8)
+            heat = np.zeros((3, INPUT_H // STRIDE, INPUT_W // STRIDE), np.float32)
+            pool.add(img, heat, np.zeros((0, 7), np.float32))
+    return TrainingData(corrected, replay, ("scratch", "dent", "contamination"), [], Counter(), {})
+
+
+def test_replay_crops_under_another_lamp_keep_the_crop_as_it_was_for_the_parent():
+    import numpy as np
+
+    from engine.inference.finetune import make_batch
+
+    data = _tiny_data()
+    cfg = replace(FinetuneConfig(), batch=8, crop=64, replay_share=1.0)
+    x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), cfg)
+    assert bool(is_replay.all()) and torch.equal(parent_x, x)  # no lamp change: the parent sees what the student sees
+    x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), replace(cfg, replay_lamp_share=1.0))
+    assert parent_x.shape == x.shape
+    assert all(not torch.equal(parent_x[i], x[i]) for i in range(len(x)))  # every crop under another lamp
+    assert float(parent_x.min()) >= 60 / 255 - 1e-6  # and the parent's copies are the untouched pixels
+    cfg = replace(cfg, replay_share=0.0)  # no replay crops: nothing for the parent
+    x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), cfg)
+    assert not bool(is_replay.any()) and parent_x.shape[0] == 0
