@@ -184,7 +184,7 @@ def install(window: Any) -> ModelsController:
     window.models = c
     window.dock_models = window._dock("Models", "modelsDock", c.panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea,
                                    views=("engineer",))
-    window.tabifyDockWidget(window.dock_events, window.dock_models)
-    window.dock_events.raise_()
+    window.tabifyDockWidget(window.dock_drift, window.dock_models)  # where the engineer's view puts it too
+    window.dock_drift.raise_()
     c.start()
     return c

@@ -219,3 +219,25 @@ def test_tab_moves_badge_pin_button_on_every_sign_in_screen(qtbot, data_dir):
         tab_through(qtbot, panel.badge, [panel.pin, panel.button])
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("view", ["operator", "technician", "engineer"])
+def test_no_dock_tab_bar_lies_over_the_image_or_the_counts(qtbot, data_dir, view):
+    make_app()
+    for _ in range(2):  # laid out anew, then restored as the last window left it
+        w = MainWindow(default_config(), data_dir, source=SOURCE)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        w.views.use(view)  # as at start-up: the signed-in role's view, before the window is first drawn
+        qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=30000)
+        covered = [w.live, w.counts]
+        for bar in w.findChildren(QtWidgets.QTabBar):
+            if not bar.isVisible() or not bar.count():
+                continue
+            r = QtCore.QRect(bar.mapTo(w, QtCore.QPoint(0, 0)), bar.size())
+            for widget in covered:
+                if widget.isVisible():
+                    g = QtCore.QRect(widget.mapTo(w, QtCore.QPoint(0, 0)), widget.size())
+                    assert not r.intersects(g), f"{[bar.tabText(i) for i in range(bar.count())]} over {widget}"
+        w.close()
