@@ -82,6 +82,9 @@ class FinetuneConfig:
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
     distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
     l2sp_weight: float = 0.0  # pull every weight towards the parent's (L2-SP); 0: off
+    # after training, each weight moves this share of the way back to the parent's (weight-space averaging of
+    # the fine-tuned and the parent network, as WiSE-FT): keeps more of the parent's line at a small cost on the new
+    parent_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -482,4 +485,15 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
         raise Interrupted(max(0, step - 1), cfg.steps) from None
     model.eval()
     out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    return out, {"steps": step, "stopped": stopped, "train_s": round(time.monotonic() - t0, 1)}
+    return mix_with_parent(out, state, cfg.parent_share), {"steps": step, "stopped": stopped,
+                                                           "train_s": round(time.monotonic() - t0, 1)}
+
+
+def mix_with_parent(state: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], share: float
+                    ) -> dict[str, torch.Tensor]:
+    """``(1 - share) * state + share * parent`` for every floating-point tensor (weights, biases, batch-norm
+    statistics); counters are the trained network's."""
+    if share <= 0:
+        return state
+    return {k: ((1.0 - share) * v + share * parent[k].to(v.dtype)).contiguous() if v.is_floating_point() else v
+            for k, v in state.items()}

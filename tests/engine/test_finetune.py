@@ -260,3 +260,14 @@ def test_replay_crops_under_another_lamp_keep_the_crop_as_it_was_for_the_parent(
     cfg = replace(cfg, replay_share=0.0)  # no replay crops: nothing for the parent
     x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), cfg)
     assert not bool(is_replay.any()) and parent_x.shape[0] == 0
+
+
+def test_mixing_with_the_parent_moves_each_weight_that_share_of_the_way_back():
+    from engine.inference.finetune import mix_with_parent
+
+    parent = {"w": torch.zeros(3), "n": torch.tensor(5)}
+    tuned = {"w": torch.tensor([1.0, -2.0, 4.0]), "n": torch.tensor(9)}
+    assert mix_with_parent(tuned, parent, 0.0) is tuned
+    mixed = mix_with_parent(tuned, parent, 0.25)
+    assert torch.allclose(mixed["w"], torch.tensor([0.75, -1.5, 3.0])) and int(mixed["n"]) == 9
+    assert torch.equal(mix_with_parent(tuned, parent, 1.0)["w"], parent["w"])
