@@ -44,11 +44,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                          "champion (default: the built-in model)")
     ft.add_argument("--out", required=True, type=Path, help="weights file to write, e.g. tuned.pt")
     ft.add_argument("--seed", type=int, default=0, help="seed of crops and augmentation (default 0)")
-    ft.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 450)")
+    ft.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 900)")
     ft.add_argument("--minutes", type=positive_float, default=None,
                     help="stop training after this many minutes of wall time (the card says where it stopped)")
     ft.add_argument("--replay-frames", type=int, default=None, metavar="N",
-                    help="top the bundles' replay frames up to N with simulated nominal frames (default 200)")
+                    help="top the bundles' replay frames up to N with simulated nominal frames (default 600)")
     ft.set_defaults(func=train_finetune)
     i = msub.add_parser("info", parents=[common], help="print a model's card (default: the built-in model)")
     i.add_argument("path", nargs="?", help="an ONNX, .pt2 or TorchScript file (default: the built-in model)")

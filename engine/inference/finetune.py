@@ -61,15 +61,15 @@ class FinetuneError(StationError):
 @dataclass(frozen=True)
 class FinetuneConfig:
     seed: int = 0
-    steps: int = 450
+    steps: int = 900
     batch: int = 16
     crop: int = 256  # input pixels (a multiple of STRIDE)
     lr: float = 5e-4
     weight_decay: float = 1e-4
     warmup: int = 50
     threads: int = 2
-    replay_share: float = 0.4  # share of each batch's crops taken from replay frames
-    replay_frames: int = 200  # the replay set is topped up with simulated nominal frames to this many
+    replay_share: float = 0.5  # share of each batch's crops taken from replay frames
+    replay_frames: int = 600  # the replay set is topped up with simulated nominal frames to this many
     replay_sim_seeds: tuple[int, ...] = tuple(range(1000, 1100))  # the built-in model's training seeds
     object_crop_share: float = 0.75  # crops placed around a defect; else around a rejected box or anywhere
     rejected_crop_share: float = 0.5  # of the crops of a frame with rejections not around a defect
@@ -77,14 +77,14 @@ class FinetuneConfig:
     photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
     # replay crops whose lamp is changed: the student sees the crop under the other lamp, the frozen parent the
     # crop as it was (its outputs there are the targets), so the parent's behaviour is taught under any lamp
-    replay_lamp_share: float = 0.0
+    replay_lamp_share: float = 0.5
     minutes: float | None = None  # wall-time cap on the training loop
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
     distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
     l2sp_weight: float = 0.0  # pull every weight towards the parent's (L2-SP); 0: off
     # after training, each weight moves this share of the way back to the parent's (weight-space averaging of
     # the fine-tuned and the parent network, as WiSE-FT): keeps more of the parent's line at a small cost on the new
-    parent_share: float = 0.0
+    parent_share: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
