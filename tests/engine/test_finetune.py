@@ -250,7 +250,7 @@ def test_replay_crops_under_another_lamp_keep_the_crop_as_it_was_for_the_parent(
     from engine.inference.finetune import make_batch
 
     data = _tiny_data()
-    cfg = replace(FinetuneConfig(), batch=8, crop=64, replay_share=1.0)
+    cfg = replace(FinetuneConfig(), batch=8, crop=64, replay_share=1.0, replay_lamp_share=0.0)
     x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), cfg)
     assert bool(is_replay.all()) and torch.equal(parent_x, x)  # no lamp change: the parent sees what the student sees
     x, *_, is_replay, parent_x = make_batch(data, np.random.default_rng(1), replace(cfg, replay_lamp_share=1.0))
