@@ -54,6 +54,9 @@ _STATUS_ORIGIN = {"confirmed": "confirmed", "corrected": "relabelled", "missed":
                   "unreviewed": "replay", "predicted": "replay"}
 
 
+EARLY_LAYERS = ("stem", "mid")  # the network's first stages: the ones that see the pixels
+
+
 class FinetuneError(StationError):
     """A fine-tuning run cannot start; the message says why in one sentence."""
 
@@ -85,6 +88,9 @@ class FinetuneConfig:
     # after training, each weight moves this share of the way back to the parent's (weight-space averaging of
     # the fine-tuned and the parent network, as WiSE-FT): keeps more of the parent's line at a small cost on the new
     parent_share: float = 0.2
+    # the learning rate of the layers after the first stages (stem, mid) relative to theirs: below 1 adapts the
+    # layers that see the pixels (a lamp, a lens) and keeps the ones that decide (surgical fine-tuning)
+    late_lr_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -438,7 +444,10 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
         for p in parent.parameters():
             p.requires_grad_(False)
     start = {n: p.detach().clone() for n, p in model.named_parameters()} if cfg.l2sp_weight > 0 else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    early = [p for n, p in model.named_parameters() if n.split(".")[0] in EARLY_LAYERS]
+    late = [p for n, p in model.named_parameters() if n.split(".")[0] not in EARLY_LAYERS]
+    opt = torch.optim.AdamW([{"params": early}, {"params": late, "lr": cfg.lr * cfg.late_lr_scale}], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     warm = max(1, min(cfg.warmup, cfg.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))

@@ -271,3 +271,17 @@ def test_mixing_with_the_parent_moves_each_weight_that_share_of_the_way_back():
     mixed = mix_with_parent(tuned, parent, 0.25)
     assert torch.allclose(mixed["w"], torch.tensor([0.75, -1.5, 3.0])) and int(mixed["n"]) == 9
     assert torch.equal(mix_with_parent(tuned, parent, 1.0)["w"], parent["w"])
+
+
+def test_a_zero_rate_for_the_late_layers_trains_only_the_first_stages():
+    from engine.inference.finetune import EARLY_LAYERS, finetune
+    from engine.inference.model import TinyCenterNet
+
+    torch.manual_seed(0)
+    state = {k: v.clone() for k, v in TinyCenterNet(3).state_dict().items()}
+    cfg = replace(FinetuneConfig(), steps=2, batch=2, crop=64, threads=1, distill_weight=0.0, late_lr_scale=0.0,
+                  parent_share=0.0)
+    out, _ = finetune(state, _tiny_data(), cfg, progress=None)
+    params = dict(TinyCenterNet(3).named_parameters())
+    moved = {n.split(".")[0] for n in params if not torch.equal(out[n], state[n])}
+    assert moved and moved <= set(EARLY_LAYERS)
