@@ -100,12 +100,13 @@ def _measure(mode: str, args: argparse.Namespace, config: dict[str, Any], uri: s
             src1 = p.source.slot
             camera = src1 - src0
             processed = st.processed - processed0
+            where = {k: st.drops[k] - drops0.get(k, 0) for k in ("source", "inference", "statistics")}
+            spent = {k: v - cpu0.get(k, 0.0) for k, v in st.cpu_s.items()}
+            _spin(app, 0.3)  # frames captured at the end of the window reach the screen
             # only frames the camera delivered inside the window count: one in flight when it opened is not ours
             lat = [ms for seq, ms in list(live.paint_log) if seq is not None and src0 <= seq < src1]
             painted = len(lat)
-            where = {k: st.drops[k] - drops0.get(k, 0) for k in ("source", "inference", "statistics")}
             where["display"] = max(0, processed - painted)
-            spent = {k: v - cpu0.get(k, 0.0) for k, v in st.cpu_s.items()}
             spent["window"] = gui_cpu
             cpu = {k: round(v / wall, 3) for k, v in spent.items()}
             # CPU time per frame does not depend on what else the machine runs: what a quiet machine would need

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui import files
 from engine.inference import registry
@@ -41,6 +41,7 @@ class TrainingController(QtCore.QObject):
         self._err = b""
         self._answer: dict[str, Any] | None = None
         self._cancelled = False
+        self._last_err = ""  # the child's last line on stderr: what a crash said
 
     # ------------------------------------------------------------------ the dialog
 
@@ -85,7 +86,7 @@ class TrainingController(QtCore.QObject):
             if s is None or not s.can("models"):
                 dialog.finish(False, "Training a model needs the engineer role.")
                 return False
-            if not auth.sign("authored", "model_trained", obj=", ".join(bundles), label="Train a model",
+            if not auth.sign("authored", "model_training_started", obj=", ".join(bundles), label="Train a model",
                              pin=pin):
                 dialog.finish(False, "Not signed: nothing was trained.")
                 return False
@@ -122,6 +123,7 @@ class TrainingController(QtCore.QObject):
         p.finished.connect(self._finished)
         p.errorOccurred.connect(self._failed_to_start)
         self.process, self._out, self._err, self._answer, self._cancelled, self.result = p, b"", b"", None, False, None
+        self._last_err = ""
         dialog.set_running(True)
         self.w.report("model", f"training a model from {len(bundles)} bundle(s) into {out.name}")
         p.start()
@@ -141,9 +143,11 @@ class TrainingController(QtCore.QObject):
                 msg = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(msg, dict):
+                continue
             if "step" in msg and self.dialog is not None:
                 self.dialog.set_progress(int(msg["step"]), int(msg["steps"]), float(msg["loss"]), float(msg["eta_s"]))
-            elif isinstance(msg, dict):
+            elif "step" not in msg:
                 self._answer = msg
 
     def _read_err(self) -> None:
@@ -151,8 +155,10 @@ class TrainingController(QtCore.QObject):
             return
         lines, self._err = self._lines(self._err, bytes(self.process.readAllStandardError()))
         for line in lines:
-            if line.strip() and self.dialog is not None:
-                self.dialog.add_log(line)
+            if line.strip():
+                self._last_err = line.strip()
+                if self.dialog is not None:
+                    self.dialog.add_log(line)
 
     def _finished(self, code: int, status: QtCore.QProcess.ExitStatus) -> None:
         self._read_out()
@@ -179,13 +185,15 @@ class TrainingController(QtCore.QObject):
         elif "error" in answer:
             self._done(False, str(answer["error"])[0].upper() + str(answer["error"])[1:] + ".")
         else:
-            tail = self._err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            self._done(False, f"The training stopped unexpectedly (exit {code}): {tail[0]}")
+            last = self._err.decode("utf-8", "replace").strip() or self._last_err or "no message"
+            self._done(False, f"The training stopped unexpectedly (exit {code}): {last.splitlines()[-1]}")
 
     def _failed_to_start(self, error: QtCore.QProcess.ProcessError) -> None:
         if error == QtCore.QProcess.ProcessError.FailedToStart and self.process is not None:
             p, self.process = self.process, None
             p.deleteLater()
+            if self.spec_path is not None:
+                self.spec_path.unlink(missing_ok=True)
             self._done(False, f"The training could not start: {p.errorString()}")
 
     def _done(self, ok: bool, message: str) -> None:
@@ -200,8 +208,15 @@ class TrainingController(QtCore.QObject):
         self._cancelled = True
         if self.dialog is not None:
             self.dialog.status.setText("Cancelling…")
-        self.process.terminate()
-        QtCore.QTimer.singleShot(10000, lambda p=self.process: self._kill(p))
+        self._stop(self.process)
+        QtCore.QTimer.singleShot(30000, lambda p=self.process: self._kill(p))
+
+    @staticmethod
+    def _stop(p: QtCore.QProcess) -> None:
+        if sys.platform == "win32":
+            p.kill()  # a console child on Windows does not hear terminate(); it has written nothing yet or is done
+        else:
+            p.terminate()  # SIGTERM: the child stops as at Ctrl+C, writing nothing
 
     def _kill(self, p: QtCore.QProcess | None) -> None:
         if p is not None and p is self.process and p.state() != QtCore.QProcess.ProcessState.NotRunning:
@@ -211,14 +226,25 @@ class TrainingController(QtCore.QObject):
     def busy(self) -> bool:
         return self.process is not None
 
+    def may_close(self) -> bool:
+        """Asked before the window closes: True when no training runs or the user agrees to stop it."""
+        if self.process is None:
+            return True
+        answer = QtWidgets.QMessageBox.question(
+            self.w, "A model is training",
+            "A training run is still going. Stop it and close the window? Nothing of it will be written.",
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No)
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
     def shutdown(self) -> None:
         """The window closes: a running training stops, writing nothing."""
         p = self.process
         if p is None:
             return
         self._cancelled = True
-        p.terminate()
-        if not p.waitForFinished(10000):
+        self._stop(p)
+        if not p.waitForFinished(30000):
             p.kill()
             p.waitForFinished(3000)
 

@@ -362,6 +362,9 @@ class MainWindow(QtWidgets.QMainWindow):
         super().resizeEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if not self.training.may_close():
+            event.ignore()
+            return
         self.settings.setValue("geometry", self.saveGeometry())
         self.views.save()
         self.settings.sync()

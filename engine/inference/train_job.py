@@ -56,20 +56,26 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in (spec.get("config") or {}).items() if k in TUNABLE and k in names}
     cfg = replace(FinetuneConfig(), seed=int(spec.get("seed", 0)), minutes=spec.get("minutes"), **extra)
     last = [0.0]
-    t0 = time.monotonic()
+    t0: list[float] = []  # the training loop's start: reading the bundles and the replay frames come before it
 
     def on_step(step: int, loss: float) -> None:
         now = time.monotonic()
+        if not t0:
+            t0.append(now - 1e-3)
         if now - last[0] >= 0.5 or step == cfg.steps:
             last[0] = now
-            eta = (now - t0) / step * (cfg.steps - step)
+            spent = now - t0[0]
+            eta = spent / step * (cfg.steps - step)
             if cfg.minutes:
-                eta = min(eta, max(0.0, cfg.minutes * 60.0 - (now - t0)))
+                eta = min(eta, max(0.0, cfg.minutes * 60.0 - spent))
             _say({"step": step, "steps": cfg.steps, "loss": round(float(loss), 4), "eta_s": round(eta, 1)})
 
     out = Path(spec["out"])
     card = train_from_bundles([Path(b) for b in spec["bundles"]], out, spec.get("base"), cfg, progress=sys.stderr,
                               command=str(spec.get("command", "trained from the window")), on_step=on_step)
+    # The weights and the card are written: from here a cancel would leave them half registered, so the run
+    # finishes (registering takes seconds) and says it was trained.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     q = card.get("quality", {})
     summary: dict[str, Any] = {
         "out": str(out), "sha256": card["sha256"], "steps": card["training"]["steps_done"],

@@ -106,6 +106,8 @@ def lower_priority(nice: int) -> bool:
     import os
     import threading
 
+    if not sys.platform.startswith("linux"):  # elsewhere a thread id is not a process id to setpriority
+        return False
     try:
         tid = threading.get_native_id()
         now = os.getpriority(os.PRIO_PROCESS, tid)

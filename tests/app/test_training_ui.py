@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from app.cli import main
 from app.gui.start import make_app
@@ -72,7 +72,7 @@ def test_an_engineer_trains_from_a_bundle_in_the_window_and_the_model_joins_as_a
     assert entry is not None and entry.status == "challenger" and entry.sha256 == r["sha256"]
     assert Path(r["out"]).is_file() and Path(r["out"]).parent == data_dir / "training"
     assert not list((data_dir / "training").glob("*.spec.json"))  # the spec is gone with the run
-    signed = [e for e in audit.entries(data_dir) if e["action"] == "model_trained"]
+    signed = [e for e in audit.entries(data_dir) if e["action"] == "model_training_started"]
     assert signed and signed[-1]["user"] == BADGE and signed[-1]["meaning"] == "authored"
     assert registry.champion(data_dir).name == registry.BUILTIN  # trained is not promoted
     qtbot.waitUntil(lambda: any(row["name"] == entry.name for row in w.models.panel.rows), timeout=20000)
@@ -102,3 +102,45 @@ def test_a_folder_that_is_not_a_bundle_is_one_sentence_in_the_dialog(qtbot, data
     assert "is not a feedback bundle" in text and "Traceback" not in text and text.count("\n") == 0
     assert not c.dialog.running and c.dialog.train.isEnabled() is False  # no bundles listed in the dialog
     w.close()
+
+
+def test_the_frozen_program_runs_the_training_child_as_the_window_starts_it(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"bundles": [str(tmp_path / "no-such-bundle")], "out": str(tmp_path / "m.pt")}))
+    r = subprocess.run([sys.executable, str(root / "packaging/frozen_main.py"), "-m", "engine.inference.train_job",
+                        str(spec)], capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 2, r.stderr
+    answer = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "no-such-bundle does not exist" in answer["error"] and "Traceback" not in r.stderr
+
+
+def _answer_the_question(qtbot, button):
+    def click():
+        box = QtWidgets.QApplication.activeModalWidget()
+        if isinstance(box, QtWidgets.QMessageBox):
+            box.button(button).click()
+        else:
+            QtCore.QTimer.singleShot(50, click)
+
+    QtCore.QTimer.singleShot(50, click)
+
+
+def test_closing_the_window_during_training_asks_first_and_then_stops_it_writing_nothing(qtbot, data_dir, bundle):
+    w = _window(qtbot, data_dir)
+    c = w.training
+    c.overrides = {**TINY, "steps": 5000}
+    assert c.start([str(bundle)], seed=0, minutes=0)
+    qtbot.waitUntil(lambda: c.dialog.progress.value() >= 1, timeout=240000)
+    _answer_the_question(qtbot, QtWidgets.QMessageBox.StandardButton.No)
+    w.close()
+    assert w.isVisible() and c.busy  # kept open, still training
+    _answer_the_question(qtbot, QtWidgets.QMessageBox.StandardButton.Yes)
+    w.close()
+    assert not w.isVisible()
+    qtbot.waitUntil(lambda: not c.busy, timeout=30000)
+    assert not list((data_dir / "training").glob("*.pt"))
