@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-from app.gui import files
+from app.gui import actions, files
 from engine.inference import registry
 from widgets.train_dialog import TrainDialog
 
@@ -252,14 +252,11 @@ class TrainingController(QtCore.QObject):
 def install(window: Any) -> TrainingController:
     """Add "Train a model from bundles…" to the Tools menu and the Models dock."""
     c = TrainingController(window)
-    action = QtGui.QAction("Train a model from bundles…", window)
+    action = actions.action(window, "Train a model from bundles…", SHORTCUT, lambda *_: c.open(),
+                            tip="Fine-tune the champion on exported feedback bundles; the result joins the registry "
+                                "as a challenger")
     action.setObjectName("trainModelAction")
     action.setProperty("permission", "models")
-    action.setShortcut(QtGui.QKeySequence(SHORTCUT))
-    action.setToolTip(f"Fine-tune the champion on exported feedback bundles; the result joins the registry as a "
-                      f"challenger ({SHORTCUT})")
-    action.triggered.connect(lambda *_: c.open())
-    window.addAction(action)
     window.tools_menu.addAction(action)
     window.training = c
     window.act_train_model = action

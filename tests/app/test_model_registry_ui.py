@@ -12,25 +12,13 @@ from engine.inference import registry
 from engine.security import audit
 from engine.security.auth import AuthStore
 from tests.model_files import perturbed_model
+from tests.station_windows import BADGE, PIN, open_window
 
-BADGE, PIN = "100", "1234"
 SOURCE = "sim://?seed=2&scenario=nominal&width=320&height=256&fps=30"
 
 
 def _window(qtbot, data_dir, users=True):
-    if users:
-        AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
-    make_app()
-    w = MainWindow(default_config(), data_dir, source=SOURCE, sign_in=users)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    if users:
-        panel = w.auth.lock_screen.sign_in
-        panel.badge.setText(BADGE)
-        panel.pin.setText(PIN)
-        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not w.auth.locked, timeout=20000)
+    w = open_window(qtbot, data_dir, SOURCE, users)
     qtbot.waitUntil(lambda: "tiny-centernet" in w.station.model_name, timeout=60000)
     return w
 

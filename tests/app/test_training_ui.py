@@ -9,45 +9,21 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from app.cli import main
-from app.gui.start import make_app
-from app.gui.window import MainWindow
-from engine.core.config import default_config
-from engine.datasets.bundle import ExportOptions, export_bundle
 from engine.inference import registry
 from engine.security import audit
-from engine.security.auth import AuthStore
+from tests.station_windows import BADGE, PIN, aged_bundle, open_window
 
-AGED_SIM = "sim://?seed=11&scenario=lighting-aging&start=129600&dt=20"
 SOURCE = "sim://?seed=2&scenario=nominal&width=320&height=256&fps=30"
-BADGE, PIN = "100", "1234"
 TINY = {"steps": 3, "batch": 4, "replay_frames": 2}
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bundle")
-    data = root / "data"
-    assert main(["--data-dir", str(data), "run", "--headless", "--source", AGED_SIM, "--frames", "24",
-                 "--auto-review", "oracle:0.9,operator=ann"]) == 0
-    return export_bundle(data, root / "bundle", ExportOptions(replay_share=0.1), "st").path
+    return aged_bundle(tmp_path_factory.mktemp("bundle"))
 
 
 def _window(qtbot, data_dir, users=False):
-    if users:
-        AuthStore(data_dir).add_user(BADGE, "Ada Admin", "admin", PIN, None)
-    make_app()
-    w = MainWindow(default_config(), data_dir, source=SOURCE, sign_in=users)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    if users:
-        panel = w.auth.lock_screen.sign_in
-        panel.badge.setText(BADGE)
-        panel.pin.setText(PIN)
-        qtbot.mouseClick(panel.button, QtCore.Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: not w.auth.locked, timeout=20000)
-    return w
+    return open_window(qtbot, data_dir, SOURCE, users)
 
 
 def test_an_engineer_trains_from_a_bundle_in_the_window_and_the_model_joins_as_a_challenger(qtbot, data_dir,

@@ -14,27 +14,20 @@ import torch
 
 from app.cli import main
 from engine.core.files import sha256_file
-from engine.datasets.bundle import ExportOptions, export_bundle
 from engine.datasets.bundle.formats import read_table
 from engine.inference import load_detector, prove
 from engine.inference.builtin import BuiltinDetector, builtin_paths, read_card
 from engine.inference.finetune import FinetuneConfig, Interrupted, distill_loss, l2sp_loss, rejected_loss
 from engine.inference.finetune_card import train_from_bundles
 from engine.inference.model import TinyCenterNet
+from tests.station_windows import aged_bundle
 
-# Aged lamp (slot 129600 at 20 s a slot is day 30), frames 20 s of line time apart: each its own block, so every split has frames.
-AGED_SIM = "sim://?seed=11&scenario=lighting-aging&start=129600&dt=20"
 TINY = FinetuneConfig(steps=3, batch=4, replay_frames=2)
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("finetune")
-    data = root / "data"
-    rc = main(["--data-dir", str(data), "run", "--headless", "--source", AGED_SIM, "--frames", "24",
-               "--auto-review", "oracle:0.9,operator=ann"])
-    assert rc == 0
-    return export_bundle(data, root / "bundle", ExportOptions(replay_share=0.1), "st").path
+    return aged_bundle(tmp_path_factory.mktemp("finetune"))
 
 
 @pytest.fixture(scope="module")
