@@ -41,6 +41,9 @@ def register(msub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("--margin", type=float, default=1.0,
                    help="F1 points the challenger may lose on the replay and still be promoted (default 1)")
     c.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    c.add_argument("--block", type=positive_int, default=12,
+                   help="the bundles' and the replay's frames are resampled in blocks of this many consecutive "
+                        "frames, as a defect stays in view for several (default 12; 1: frame by frame)")
     c.set_defaults(func=challenge)
 
 
@@ -161,7 +164,8 @@ def challenge(args: argparse.Namespace, config: dict[str, Any]) -> int:
     if args.report is not None and not args.report.expanduser().parent.is_dir():
         raise UserError(f"folder {args.report.expanduser().parent} does not exist")
     opts = ChallengeOptions(frames=args.frames, seeds=seeds, bundles=tuple(b.expanduser() for b in args.bundle),
-                            margin=args.margin / 100.0, resamples=args.resamples)
+                            margin=args.margin / 100.0, resamples=args.resamples,
+                            block=args.block)
 
     tty, last = sys.stderr.isatty(), [""]
 

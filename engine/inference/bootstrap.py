@@ -3,7 +3,7 @@
 A run's frames are reduced once to counts (:func:`counts`): per frame and class the true positives, false
 positives and truth boxes at the operating threshold, and every prediction's class, score, hit and frame for AP
 (matched as :mod:`engine.inference.evaluate` matches). A bootstrap resample of the frames is then a row of
-weights (how many times each frame was drawn), and every figure of every resample is a few matrix products and
+weights (how many times each frame was drawn; drawn one by one, or in blocks of consecutive frames), and every figure of every resample is a few matrix products and
 cumulative sums over those weights, never a Python loop over resamples. Two runs on the same frames resampled
 with the same weights give the paired interval of their difference.
 """
@@ -113,12 +113,24 @@ def figures(c: Counts, w: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def weights(frames: int, resamples: int, seed: int = 0) -> np.ndarray:
-    """``resamples`` bootstrap draws of ``frames`` frames with replacement, as counts per frame."""
+def weights(frames: int, resamples: int, seed: int = 0, block: int = 1) -> np.ndarray:
+    """``resamples`` bootstrap draws of ``frames`` frames with replacement, as counts per frame.
+
+    With ``block`` above 1 the frames, in their order, are cut into blocks of that many consecutive frames (the
+    last one shorter) and whole blocks are drawn (a block bootstrap): consecutive frames of a line show the same
+    parts and defects, and drawing them one by one would count one defect seen in ten frames as ten independent
+    pieces of evidence and make every interval too narrow.
+    """
     rng = np.random.default_rng(seed)
     if frames == 0:
         return np.zeros((resamples, 0))
-    return rng.multinomial(frames, np.full(frames, 1.0 / frames), size=resamples).astype(np.float64)
+    if block <= 1:
+        return rng.multinomial(frames, np.full(frames, 1.0 / frames), size=resamples).astype(np.float64)
+    n = -(-frames // block)
+    sizes = np.full(n, block)
+    sizes[-1] = frames - block * (n - 1)
+    drawn = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+    return np.repeat(drawn, sizes, axis=1).astype(np.float64)
 
 
 def _interval(point: float, samples: np.ndarray) -> dict[str, Any]:

@@ -12,7 +12,9 @@ Three kinds of evidence, each scored for both models on the very same frames:
   default; the built-in model trained on 1000-1099), ``frames`` frames each, every third slot.
 
 Figures: precision, recall and F1 at each model's own operating threshold and AP@0.5 (predictions down to 0.01),
-per class and overall, each with a bootstrap 95 % interval resampling frames (:mod:`engine.inference.bootstrap`),
+per class and overall, each with a bootstrap 95 % interval resampling frames (:mod:`engine.inference.bootstrap`;
+the bundles' and the replay's in blocks of ``block`` consecutive frames, since a defect stays in view for
+several, shortened where needed so that there are at least ten blocks),
 and the paired interval of the F1 difference (challenger minus champion).
 
 Verdict (:func:`verdict`): promote only when the challenger is better on the drifted evidence (the paired 95 %
@@ -36,6 +38,7 @@ from engine.inference import bootstrap, registry
 from engine.inference.evaluate import FrameMatch
 
 AP_CONFIDENCE = 0.01  # every prediction down to this score counts for AP
+MIN_BLOCKS = 10  # blocks are shortened so that a resample draws at least this many: a handful says nothing
 Progress = Callable[[str], None]
 
 
@@ -47,6 +50,10 @@ class ChallengeOptions:
     bundles: tuple[Path, ...] = ()
     margin: float = 0.01  # F1 (as a fraction) the challenger may lose on the replay
     resamples: int = 1000
+    # the bundles' and the replay's frames are drawn in blocks of this many consecutive frames: a part and its
+    # defects stay in view for about twelve frames taken every third slot, and one defect seen twelve times is
+    # one piece of evidence, not twelve (the golden set's pictures are independent: drawn one by one)
+    block: int = 12
     seed: int = 0
     gold: bool = True
     known_bundles: bool = True
@@ -169,9 +176,11 @@ def _remap(frames: list[FrameMatch], classes: list[str]) -> list[FrameMatch]:
 
 def _score(name: str, description: str, sources: list[str], runs: dict[str, list[FrameMatch]],
            classes: list[str], operating: dict[str, float], opts: ChallengeOptions) -> dict[str, Any]:
-    w = bootstrap.weights(len(runs["champion"]), opts.resamples, opts.seed)
+    n = len(runs["champion"])
+    block = 1 if name == "gold" else max(1, min(opts.block, n // MIN_BLOCKS))
+    w = bootstrap.weights(n, opts.resamples, opts.seed, block)
     out: dict[str, Any] = {"name": name, "description": description, "sources": sources,
-                           "frames": len(runs["champion"]),
+                           "frames": n, "bootstrap_block_frames": block,
                            "truth_boxes": int(sum(len(f.truth) for f in runs["champion"])), "classes": classes}
     boots = {}
     for role in ("champion", "challenger"):
@@ -246,6 +255,7 @@ def run_challenge(data_dir: Path, champion: Any, challenger: Any, opts: Challeng
     return {"champion": _who(champion, operating["champion"]), "challenger": _who(challenger, operating["challenger"]),
             "options": {"frames": opts.frames, "seeds": list(opts.seeds), "step": opts.step,
                         "margin_f1_points": round(opts.margin * 100, 3), "resamples": opts.resamples,
+                        "bootstrap_block_frames": opts.block,
                         "bootstrap_seed": opts.seed, "iou": 0.5, "ap_confidence": AP_CONFIDENCE},
             "evidence": evidence, "verdict": {"promote": promote, "reason": reason},
             "seconds": round(time.perf_counter() - t0, 1)}

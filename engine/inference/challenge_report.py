@@ -21,13 +21,19 @@ def _iv(iv: dict[str, Any], points: bool = False) -> str:
     return f"{fmt.format(iv['value'] * k)} [{fmt.format(iv['low'] * k)}, {fmt.format(iv['high'] * k)}]"
 
 
+def _drawn(ev: dict[str, Any]) -> str:
+    b = int(ev.get("bootstrap_block_frames", 1))
+    return "resampled frame by frame" if b <= 1 else f"resampled in blocks of {b} consecutive frames"
+
+
 def text_summary(r: dict[str, Any]) -> str:
     lines = [f"champion   {r['champion']['name']} ({r['champion']['title']}), threshold {r['champion']['confidence']:g}",
              (f"challenger {r['challenger']['name']} ({r['challenger']['title']}), threshold "
               f"{r['challenger']['confidence']:g}"),
              f"{r['options']['resamples']} bootstrap resamples of frames; 95 % intervals in brackets"]
     for ev in r["evidence"].values():
-        lines.append(f"{ev['name']}: {ev['frames']} frames, {ev['truth_boxes']} truth boxes ({ev['description']})")
+        lines.append(f"{ev['name']}: {ev['frames']} frames, {ev['truth_boxes']} truth boxes, {_drawn(ev)} "
+                     f"({ev['description']})")
         for s in ev["sources"]:
             lines.append(f"  {s}")
         if not ev["frames"]:
@@ -64,7 +70,7 @@ def write_report(r: dict[str, Any], out: Path, data_dir: Path, config: dict[str,
 
     html = render("challenge.html.j2", audit_anchor=stamp(Path(data_dir), station_id(config or {})), r=r,
                   chart=_f1_chart(r), roles=ROLES, grey=GREY, blue=BLUE, green=GREEN, red=RED,
-                  metrics=("precision", "recall", "f1", "ap50"), fmt=_iv,
+                  metrics=("precision", "recall", "f1", "ap50"), fmt=_iv, drawn=_drawn,
                   lineage={role: lineage_text(r[role].get("lineage")) for role in ROLES})
     write_atomic(Path(out), html)
     return Path(out)

@@ -70,6 +70,40 @@ def test_intervals_contain_the_point_estimate_and_shrink_with_more_frames():
         assert widths[960][m] < widths[60][m] / 2  # 16 times the frames: about a quarter of the width
 
 
+def test_blocks_of_consecutive_frames_are_drawn_whole():
+    w = bootstrap.weights(25, 200, seed=1, block=10)
+    assert w.shape == (200, 25)
+    for row in w:
+        assert len(set(row[0:10])) == 1 and len(set(row[10:20])) == 1 and len(set(row[20:25])) == 1
+    assert np.allclose(w[:, [0, 10, 20]].sum(axis=1), 3)  # three blocks drawn three times in all
+    assert np.array_equal(bootstrap.weights(25, 5, seed=1, block=1), bootstrap.weights(25, 5, seed=1))
+
+
+def test_a_defect_seen_in_ten_frames_counts_once_when_blocks_are_drawn_and_ten_times_when_frames_are():
+    unique = synthetic_frames(80, seed=4)
+    seen_ten_times = [f for f in unique for _ in range(10)]  # each frame's defects stay in view for ten frames
+
+    def width(frames, block):
+        c = bootstrap.counts(frames, CLASSES, 0.4)
+        f1 = bootstrap.summarise(c, bootstrap.weights(len(frames), 1000, seed=0, block=block))[0]["overall"]["f1"]
+        return f1["high"] - f1["low"]
+
+    honest = width(unique, 1)
+    assert 0.7 < width(seen_ten_times, 10) / honest < 1.4  # blocks: as sure as the 80 frames really make it
+    assert width(seen_ten_times, 1) < 0.5 * honest  # frame by frame: about three times too sure
+
+
+def test_the_challenge_draws_the_line_in_blocks_and_the_golden_set_picture_by_picture_with_ten_blocks_at_least():
+    from engine.inference.challenge import ChallengeOptions, _score
+
+    opts = ChallengeOptions(resamples=50)
+    for name, n, block in (("replay", 180, 12), ("bundles", 37, 3), ("bundles", 8, 1), ("gold", 180, 1)):
+        frames = synthetic_frames(n, seed=5)
+        out = _score(name, "", [], {"champion": frames, "challenger": frames}, list(CLASSES),
+                     {"champion": 0.4, "challenger": 0.4}, opts)
+        assert out["bootstrap_block_frames"] == block, name
+
+
 def test_the_paired_difference_of_a_model_with_itself_is_exactly_zero_and_a_better_one_is_above():
     frames = synthetic_frames(200, seed=2, hit_rate=0.6)
     better = synthetic_frames(200, seed=2, hit_rate=0.9)
