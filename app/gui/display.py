@@ -7,6 +7,7 @@ mailbox (the newest result) and draws it if it is new, so the window never queue
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -65,9 +66,44 @@ def drift_levels(monitor: Any) -> dict[str, tuple[str, str]]:
     return levels
 
 
-class FrameDisplay(QtCore.QObject):
-    woke = QtCore.Signal()
+class Waker:
+    """Lets a worker thread wake the GUI thread without calling into Qt: the worker writes one byte into a socket
+    pair and a socket notifier on the GUI thread reads it (a PySide signal emitted from a Python thread takes Qt's
+    locks while it holds the interpreter lock, the pattern behind cross-thread deadlocks). Wake-ups that arrive
+    before the GUI thread reads are merged into one."""
 
+    def __init__(self, parent: QtCore.QObject, slot: Any) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._slot = slot
+        self.notifier = QtCore.QSocketNotifier(self._r.fileno(), QtCore.QSocketNotifier.Type.Read, parent)
+        self.notifier.activated.connect(self._read)
+
+    def wake(self) -> None:
+        """Any thread: ask the GUI thread to run the slot."""
+        try:
+            self._w.send(b"\0")
+        except OSError:  # full: a wake-up is pending already; closed: the window has gone
+            pass
+
+    def _read(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except OSError:  # nothing more to read
+            pass
+        self._slot()
+
+    def close(self) -> None:
+        if self._r.fileno() < 0:
+            return
+        self.notifier.setEnabled(False)
+        self._r.close()
+        self._w.close()
+
+
+class FrameDisplay(QtCore.QObject):
     def __init__(self, w: Any, max_fps: float) -> None:
         super().__init__(w)
         self.w = w
@@ -78,9 +114,9 @@ class FrameDisplay(QtCore.QObject):
         self.timer.setObjectName("displayTimer")
         self.timer.setInterval(max(5, int(1000 / max(1.0, max_fps))))
         self.timer.timeout.connect(self.tick)
-        # a new frame wakes the display at once (queued onto this thread): the timer alone would add up to one
-        # tick of latency to every frame; the timer keeps the labels, the banner and the drift strip current
-        self.woke.connect(self._woken, QtCore.Qt.ConnectionType.QueuedConnection)
+        # a new frame wakes the display at once (through the waker, onto this thread): the timer alone would add up
+        # to one tick of latency to every frame; the timer keeps the labels, the banner and the drift strip current
+        self.waker = Waker(self, self._woken)
         self._pipeline: Any = None
         self._min_gap = 1.0 / max(1.0, max_fps)  # [display] max_fps holds for the wake-ups too
         self._drawn_at = 0.0
@@ -91,6 +127,7 @@ class FrameDisplay(QtCore.QObject):
         if self._pipeline is not None:
             self._pipeline.on_newest = None
             self._pipeline = None
+        self.waker.close()
 
     def _woken(self) -> None:
         if self.timer.isActive() and time.monotonic() - self._drawn_at >= 0.9 * self._min_gap:
@@ -114,7 +151,7 @@ class FrameDisplay(QtCore.QObject):
             return
         if p is not self._pipeline:  # a new line (started, or a model or source swapped): it wakes us too
             self._pipeline = p
-            p.on_newest = self.woke.emit
+            p.on_newest = self.waker.wake
         result = self.show_newest()
         if result is not None and result.detector is not None:
             d = result.detector

@@ -21,6 +21,9 @@ def make_app() -> Any:
     app.setOrganizationName("Inspection Station")
     app.setDesktopFileName("inspection-station")
     app.setWindowIcon(QtGui.QIcon(str(resources.path("inspection-station.svg"))))
+    from app.gui.collector import collect_on_gui_thread
+
+    collect_on_gui_thread(app)  # a cycle holding a Qt object collected on a worker thread can freeze the window
     return app
 
 

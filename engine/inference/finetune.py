@@ -15,10 +15,15 @@ feedback bundles (:mod:`engine.datasets.bundle`), read as the bundle's corrected
   :attr:`FinetuneConfig.replay_frames` with nominal frames of the simulated line rendered from the built-in
   model's own training seeds (1000-1099, never used for evaluation); on replay crops the frozen parent's own
   heat maps, offsets and sizes are soft targets too (distillation, :func:`distill_loss`), so that the model
-  keeps the parent's behaviour on the nominal line and not only its labels.
+  keeps the parent's behaviour on the nominal line and not only its labels. The distillation can weigh the
+  cells where the parent finds something above the empty plate (:attr:`FinetuneConfig.distill_fg`), and the
+  replay crops around defects can go where the student has drifted furthest from the parent
+  (:class:`ReplayFocus`, prioritised replay).
 
 A share of the crops from corrected frames gets a photometric change (lamp output, colour temperature,
-left-right slope), so that what is learnt from one lamp's frames holds across its neighbours.
+left-right slope), so that what is learnt from one lamp's frames holds across its neighbours. A share of the
+replay crops is shown to the student under another lamp (a random one, or the corrected frames' own:
+:attr:`FinetuneConfig.replay_matched_share`) while the parent sees them unchanged.
 
 Reproducible: the data are read in the bundles' order, crops and augmentation come from ``seed``, and PyTorch
 runs deterministically on a fixed number of threads; the same seed gives the same weights, bit for bit, on
@@ -46,6 +51,7 @@ import torch
 
 from engine.core.errors import StationError
 from engine.inference.common import letterbox
+from engine.inference.finetune_replay import ReplayFocus, lamp_ratio
 from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
 from engine.inference.train import TrainConfig, _log, box_loss, focal_loss, optimiser_step, render_dataset, targets
 
@@ -91,6 +97,18 @@ class FinetuneConfig:
     # the learning rate of the layers after the first stages (stem, mid) relative to theirs: below 1 adapts the
     # layers that see the pixels (a lamp, a lens) and keeps the ones that decide (surgical fine-tuning)
     late_lr_scale: float = 1.0
+    # prioritised replay: a replay crop placed around a defect (object_crop_share of them) picks the defect among
+    # all replay defects with probability growing with how far the student's score there was from the parent's
+    # when last seen (to this power); 0: off, a replay frame at random and then one of its defects. Needs the
+    # parent (distill_weight above 0).
+    replay_focus: float = 1.0
+    # the heat-map distillation of a cell counts (1 + this x the parent's strongest score there): what the parent
+    # finds weighs more than the empty plate around it; 0: every cell the same
+    distill_fg: float = 10.0
+    # of the replay crops put under another lamp, this share gets the corrected frames' own lamp (the ratio of
+    # their mean colour to the replay frames', within 5 %) instead of a random one: the nominal line as it would
+    # look under the drifted lamp, with the parent's answers on the unchanged crop as targets
+    replay_matched_share: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -130,6 +148,7 @@ class TrainingData:
     frames: Counter  # corrected, negative_only, unsure_left_out, replay_bundle, replay_simulated
     boxes: dict[str, Counter]  # origin -> class -> boxes
     left_out: Counter = field(default_factory=Counter)  # boxes not used, by why
+    lamp: np.ndarray | None = None  # RGB gains from the replay frames' mean colour to the corrected frames'
 
 
 # ------------------------------------------------------------------ reading bundles
@@ -328,12 +347,16 @@ def _lamp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x * field_, 0.0, 1.0)
 
 
-def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[torch.Tensor, ...]:
+def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig,
+               focus: ReplayFocus | None = None) -> tuple[torch.Tensor, ...]:
     """Crops from corrected and replay frames: images, heat targets, box targets, box mask, rejected cells,
-    which crops are replay crops, and the replay crops as they were before a lamp change (for the parent)."""
+    which crops are replay crops, and the replay crops as they were before a lamp change (for the parent).
+    With ``focus``, a replay crop around a defect picks the defect by priority, and the picks are noted in it."""
     cs = cfg.crop // STRIDE
     c = len(data.classes)
     gh, gw = INPUT_H // STRIDE, INPUT_W // STRIDE
+    if focus is not None:
+        focus.picks.clear()  # the picks describe this batch only
     imgs = np.empty((cfg.batch, cfg.crop, cfg.crop, 3), np.float32)
     heat = np.empty((cfg.batch, c, cs, cs), np.float32)
     reg = np.zeros((cfg.batch, 4, cs, cs), np.float32)
@@ -345,10 +368,18 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
         replay = len(data.replay) > 0 and rng.random() < cfg.replay_share
         is_replay[b] = replay
         pool = data.replay if replay else data.corrected
-        i = int(rng.integers(len(pool)))
+        picked = -1
+        focused = replay and focus is not None
+        if focused and rng.random() < cfg.object_crop_share:
+            picked, i = focus.draw(rng)
+        else:
+            i = int(rng.integers(len(pool)))
         objs, centres = pool.objects[i], pool.reject_cells[i]
         around = None
-        if len(objs) and rng.random() < cfg.object_crop_share:
+        if picked >= 0:
+            o = objs[int(focus.where[picked, 1])]  # type: ignore[union-attr]
+            around = int(o[1]), int(o[2])
+        elif not focused and len(objs) and rng.random() < cfg.object_crop_share:
             o = objs[int(rng.integers(len(objs)))]
             around = int(o[1]), int(o[2])
         elif len(centres) and rng.random() < cfg.rejected_crop_share:
@@ -359,12 +390,17 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
             oj = int(np.clip(around[1] - rng.integers(2, cs - 2), 0, gw - cs))
         else:
             oi, oj = int(rng.integers(0, gh - cs + 1)), int(rng.integers(0, gw - cs + 1))
+        if picked >= 0:
+            focus.picks.append((b, picked, int(o[0]), around[0] - oi, around[1] - oj))  # type: ignore[union-attr]
         crop = pool.images[i][oi * STRIDE:(oi + cs) * STRIDE, oj * STRIDE:(oj + cs) * STRIDE].astype(np.float32)
         crop /= 255.0
         if replay:
             clean.append(crop)
             if cfg.replay_lamp_share > 0 and rng.random() < cfg.replay_lamp_share:
-                crop = _lamp(crop, rng)
+                if data.lamp is not None and cfg.replay_matched_share > 0 and rng.random() < cfg.replay_matched_share:
+                    crop = np.clip(crop * (data.lamp * rng.uniform(0.95, 1.05, 3)).astype(np.float32), 0.0, 1.0)
+                else:
+                    crop = _lamp(crop, rng)
         elif rng.random() < cfg.photometric_share:
             crop = _lamp(crop, rng)
         imgs[b] = crop
@@ -392,16 +428,17 @@ def rejected_loss(logits: torch.Tensor, target: torch.Tensor, reject: torch.Tens
     return -(torch.log(1 - p) * p ** 2 * where).sum() / n
 
 
-def distill_loss(heat: torch.Tensor, box: torch.Tensor, parent_heat: torch.Tensor, parent_box: torch.Tensor
-                 ) -> torch.Tensor:
+def distill_loss(heat: torch.Tensor, box: torch.Tensor, parent_heat: torch.Tensor, parent_box: torch.Tensor,
+                 fg: float = 0.0) -> torch.Tensor:
     """How far the student's outputs are from the frozen parent's on the same crops (zero when they agree): the
-    squared difference of the heat maps (after the sigmoid) summed per crop, plus the L1 difference of offsets
-    and log sizes weighted by the parent's strongest class score at each cell."""
+    squared difference of the heat maps (after the sigmoid) summed per crop, each cell counting ``1 + fg`` times
+    the parent's strongest class score there, plus the L1 difference of offsets and log sizes weighted by that
+    score."""
     if heat.shape[0] == 0:
         return heat.sum() * 0.0
     ps = torch.sigmoid(parent_heat)
-    lh = (torch.sigmoid(heat) - ps).pow(2).sum() / heat.shape[0]
     w = ps.amax(dim=1, keepdim=True)
+    lh = ((torch.sigmoid(heat) - ps).pow(2) * (1.0 + fg * w)).sum() / heat.shape[0]
     lb = ((box - parent_box).abs() * w).sum() / w.sum().clamp(min=1.0)
     return lh + lb
 
@@ -452,6 +489,13 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))
     rng = np.random.default_rng([cfg.seed, 29])
+    if cfg.replay_matched_share > 0 and len(data.replay) and len(data.corrected) and data.lamp is None:
+        data.lamp = lamp_ratio(data.corrected, data.replay)
+        _log(progress, "the corrected frames' lamp against the replay's (R, G, B): "
+                       + ", ".join(f"{v:.2f}" for v in data.lamp))
+    focus = ReplayFocus.of(data.replay, cfg.replay_focus) if cfg.replay_focus > 0 and parent is not None else None
+    if focus is not None and not len(focus.where):
+        focus = None  # replay frames without a defect: nothing to focus on
     every = max(1, min(50, cfg.steps // 10))
     t0 = time.monotonic()
     cap = cfg.minutes * 60.0 if cfg.minutes else None
@@ -460,7 +504,7 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     stopped = "all steps done"
     try:
         for step in range(1, cfg.steps + 1):
-            x, heat, reg, mask, reject, is_replay, parent_x = make_batch(data, rng, cfg)
+            x, heat, reg, mask, reject, is_replay, parent_x = make_batch(data, rng, cfg, focus)
             hl, bo, _ = model(x)
             lh, lb, lr_ = focal_loss(hl, heat), box_loss(bo, reg, mask), rejected_loss(hl, heat, reject)
             loss = lh + lb + cfg.rejected_weight * lr_
@@ -468,7 +512,9 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
             if parent is not None and bool(is_replay.any()):
                 with torch.no_grad():
                     ph, pb, _ = parent(parent_x)  # the replay crops before any lamp change
-                ld = distill_loss(hl[is_replay], bo[is_replay], ph, pb)
+                ld = distill_loss(hl[is_replay], bo[is_replay], ph, pb, cfg.distill_fg)
+                if focus is not None:
+                    focus.update(hl, ph, is_replay)
                 loss = loss + cfg.distill_weight * ld
             if start is not None:
                 loss = loss + cfg.l2sp_weight * l2sp_loss(model, start)
@@ -494,8 +540,10 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
         raise Interrupted(max(0, step - 1), cfg.steps) from None
     model.eval()
     out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    return mix_with_parent(out, state, cfg.parent_share), {"steps": step, "stopped": stopped,
-                                                           "train_s": round(time.monotonic() - t0, 1)}
+    record = {"steps": step, "stopped": stopped, "train_s": round(time.monotonic() - t0, 1)}
+    if data.lamp is not None and cfg.replay_matched_share > 0:
+        record["corrected_lamp_rgb"] = [round(float(v), 3) for v in data.lamp]
+    return mix_with_parent(out, state, cfg.parent_share), record
 
 
 def mix_with_parent(state: dict[str, torch.Tensor], parent: dict[str, torch.Tensor], share: float

@@ -144,6 +144,7 @@ def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], pa
                             f"{cfg.photometric_share:.0%} of the corrected frames' crops",
             "steps_done": record["steps"], "stopped": record["stopped"],
             "torch": torch.__version__, "read_s": record["read_s"], "train_s": record["train_s"],
+            **({"corrected_lamp_rgb": record["corrected_lamp_rgb"]} if "corrected_lamp_rgb" in record else {}),
             "reproducibility": "same weights (every tensor equal) from the same seed on the same CPU type, thread "
                                "count and torch version, unless the time cap stopped it; the file's SHA-256 differs "
                                "(torch.save stamps each file with a random id)",

@@ -25,7 +25,7 @@ def test_window_shows_moving_parts_with_overlays_and_live_status(qtbot, window):
     assert window.station.pipeline.state == State.RUNNING
     assert window.lbl_fps.text().endswith("fps") and float(window.lbl_fps.text().split()[0]) > 0
     assert window.lbl_state.text() == "Running"
-    assert window.values.rowCount() >= 4
+    qtbot.waitUntil(lambda: window.values.rowCount() >= 4, timeout=10000)  # once the statistics have a frame
 
 
 def test_ground_truth_toggle_with_its_shortcut(qtbot, window):

@@ -144,6 +144,21 @@ def test_the_parent_terms_are_zero_when_the_student_is_the_parent_and_pull_back_
     assert distill_loss(sh[:0], sb[:0], ph[:0], pb[:0]) == 0  # a batch without replay crops adds nothing
 
 
+def test_weighting_the_parents_detections_makes_a_lost_detection_cost_more_than_a_speck_on_the_plate():
+    box = torch.zeros(1, 4, 4, 4)
+    parent = torch.full((1, 3, 4, 4), -6.0)  # the parent sees an empty plate ...
+    parent[0, 2, 1, 1] = 3.0  # ... and one confident defect
+    lost = parent.clone()
+    lost[0, 2, 1, 1] = -6.0  # the student misses the defect
+    speck = parent.clone()
+    speck[0, 0, 3, 3] = 0.0  # or calls a speck of plate half a scratch
+    assert distill_loss(parent, box, parent, box, fg=10.0) == 0
+    plain = (float(distill_loss(lost, box, parent, box)), float(distill_loss(speck, box, parent, box)))
+    weighted = (float(distill_loss(lost, box, parent, box, fg=10.0)),
+                float(distill_loss(speck, box, parent, box, fg=10.0)))
+    assert weighted[0] / weighted[1] > 5 * plain[0] / plain[1]
+
+
 def test_ctrl_c_writes_nothing_and_the_time_cap_stops_cleanly(bundle, tmp_path):
     out = tmp_path / "m.pt"
 
@@ -278,3 +293,96 @@ def test_a_zero_rate_for_the_late_layers_trains_only_the_first_stages():
     params = dict(TinyCenterNet(3).named_parameters())
     moved = {n.split(".")[0] for n in params if not torch.equal(out[n], state[n])}
     assert moved and moved <= set(EARLY_LAYERS)
+
+
+def _replay_with_defects(n: int = 4):
+    import numpy as np
+
+    from engine.inference.finetune import Pool, TrainingData
+    from engine.inference.model import INPUT_H, INPUT_W, STRIDE
+
+    rng = np.random.default_rng(0)
+    corrected, replay = Pool(), Pool()
+    gh, gw = INPUT_H // STRIDE, INPUT_W // STRIDE
+    for pool, frames in ((corrected, 1), (replay, n)):
+        for f in range(frames):
+            img = rng.integers(60, 200, (INPUT_H, INPUT_W, 3), dtype=np.uint8)
+            heat = np.zeros((3, gh, gw), np.float32)
+            ci, cj, cls = 10 + 7 * f, 20 + 11 * f, f % 3
+            heat[cls, ci, cj] = 1.0
+            pool.add(img, heat, np.array([[cls, ci, cj, 0.5, 0.5, 1.0, 1.0]], np.float32))
+    return TrainingData(corrected, replay, ("scratch", "dent", "contamination"), [], Counter(), {})
+
+
+def test_prioritised_replay_puts_the_crops_around_the_defect_the_student_has_forgotten():
+    import numpy as np
+
+    from engine.inference.finetune import ReplayFocus, make_batch
+
+    data = _replay_with_defects(4)
+    focus = ReplayFocus.of(data.replay, 1.0)
+    assert focus.where.tolist() == [[0, 0], [1, 0], [2, 0], [3, 0]] and focus.priority.tolist() == [1.0] * 4
+    focus.priority[:] = [0.0, 0.0, 0.9, 0.0]  # the student agrees with the parent everywhere but on defect 2
+    cfg = replace(FinetuneConfig(), batch=32, crop=64, replay_share=1.0, object_crop_share=1.0, replay_lamp_share=0.0)
+    _, heat, *_ = make_batch(data, np.random.default_rng(3), cfg, focus)
+    assert len(focus.picks) == 32  # every replay crop is around a defect, and each pick is noted
+    assert sum(k == 2 for _, k, *_ in focus.picks) >= 28  # 0.9 against the floor's 0.02 for each other one
+    for row, k, cls, i, j in focus.picks:
+        assert cls == k % 3 and float(heat[row, cls, i, j]) == 1.0  # the noted cell is the defect's centre in the crop
+
+
+def test_prioritised_replay_records_how_far_the_student_is_from_the_parent_at_each_picked_defect():
+    import numpy as np
+
+    from engine.inference.finetune import ReplayFocus, make_batch
+    from engine.inference.model import STRIDE
+
+    data = _replay_with_defects(3)
+    focus = ReplayFocus.of(data.replay, 1.0)
+    cfg = replace(FinetuneConfig(), batch=8, crop=64, replay_share=0.5, object_crop_share=1.0, replay_lamp_share=0.0)
+    *_, is_replay, _ = make_batch(data, np.random.default_rng(0), cfg, focus)
+    assert 0 < int(is_replay.sum()) < 8  # replay and corrected crops mixed: replay rows are not batch rows
+    picks = list(focus.picks)
+    cs = 64 // STRIDE
+    # every cell of the student's and the parent's maps different, so a wrong row, class or cell shows
+    student = torch.logit(torch.linspace(0.01, 0.49, 8 * 3 * cs * cs)).reshape(8, 3, cs, cs)
+    parent = torch.logit(torch.linspace(0.51, 0.99, 8 * 3 * cs * cs)).reshape(8, 3, cs, cs)[is_replay]
+    focus.update(student, parent, is_replay)
+    assert not focus.picks  # consumed
+    replay_row = {b: r for r, b in enumerate(np.flatnonzero(is_replay.numpy()))}
+    expected = {k: float(torch.sigmoid(parent[replay_row[b], c, i, j]) - torch.sigmoid(student[b, c, i, j]))
+                for b, k, c, i, j in picks}
+    for k in range(3):
+        assert focus.priority[k] == (pytest.approx(expected[k], abs=1e-6) if k in expected else 1.0)
+
+
+def test_fine_tuning_with_prioritised_replay_trains_and_is_reproducible_from_its_seed():
+    from engine.inference.finetune import finetune
+    from engine.inference.model import TinyCenterNet
+
+    torch.manual_seed(0)
+    state = {k: v.clone() for k, v in TinyCenterNet(3).state_dict().items()}
+    cfg = replace(FinetuneConfig(), steps=3, batch=4, crop=64, threads=1, replay_focus=1.0, parent_share=0.0)
+    a, _ = finetune(state, _replay_with_defects(), cfg, progress=None)
+    b, _ = finetune(state, _replay_with_defects(), cfg, progress=None)
+    off, _ = finetune(state, _replay_with_defects(), replace(cfg, replay_focus=0.0), progress=None)
+    assert any(not torch.equal(a[k], state[k]) for k in state)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], off[k]) for k in a)  # the focus took other crops than no focus
+
+
+def test_replay_crops_can_be_shown_under_the_corrected_frames_own_lamp():
+    import numpy as np
+
+    from engine.inference.finetune import lamp_ratio, make_batch
+
+    data = _tiny_data(replay_frames=3)
+    for i, im in enumerate(data.corrected.images):  # the corrected frames under a dimmer, warmer lamp
+        data.corrected.images[i] = (im * np.array([0.8, 0.7, 0.6])).astype(np.uint8)
+    data.lamp = lamp_ratio(data.corrected, data.replay)
+    assert np.allclose(data.lamp, [0.8, 0.7, 0.6], atol=0.02)
+    cfg = replace(FinetuneConfig(), batch=8, crop=64, replay_share=1.0, replay_lamp_share=1.0,
+                  replay_matched_share=1.0)
+    x, *_, parent_x = make_batch(data, np.random.default_rng(2), cfg)
+    gains = (x.sum(dim=(2, 3)) / parent_x.sum(dim=(2, 3))).numpy()  # per crop and channel
+    assert np.all(np.abs(gains / data.lamp - 1) <= 0.05 + 1e-3)  # that lamp, within the 5 % jitter
