@@ -3,8 +3,9 @@
 A run's frames are reduced once to counts (:func:`counts`): per frame and class the true positives, false
 positives and truth boxes at the operating threshold, and every prediction's class, score, hit and frame for AP
 (matched as :mod:`engine.inference.evaluate` matches). A bootstrap resample of the frames is then a row of
-weights (how many times each frame was drawn; drawn one by one, or in blocks of consecutive frames), and every figure of every resample is a few matrix products and
-cumulative sums over those weights, never a Python loop over resamples. Two runs on the same frames resampled
+weights (how many times each frame was drawn; drawn one by one, or in blocks of consecutive frames), and every
+figure of every resample is a few matrix products and cumulative sums over those weights, never a Python loop
+over resamples. Two runs on the same frames resampled
 with the same weights give the paired interval of their difference.
 """
 
@@ -124,8 +125,7 @@ def weights(frames: int, resamples: int, seed: int = 0, block: int = 1) -> np.nd
     rng = np.random.default_rng(seed)
     if frames == 0:
         return np.zeros((resamples, 0))
-    if block <= 1:
-        return rng.multinomial(frames, np.full(frames, 1.0 / frames), size=resamples).astype(np.float64)
+    block = max(1, block)
     n = -(-frames // block)
     sizes = np.full(n, block)
     sizes[-1] = frames - block * (n - 1)

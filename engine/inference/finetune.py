@@ -368,16 +368,13 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
         replay = len(data.replay) > 0 and rng.random() < cfg.replay_share
         is_replay[b] = replay
         pool = data.replay if replay else data.corrected
-        picked = -1
         focused = replay and focus is not None
-        if focused and rng.random() < cfg.object_crop_share:
-            picked, i = focus.draw(rng)
-        else:
-            i = int(rng.integers(len(pool)))
+        pick = focus.draw(rng) if focused and rng.random() < cfg.object_crop_share else None  # type: ignore[union-attr]
+        i = pick[1] if pick is not None else int(rng.integers(len(pool)))
         objs, centres = pool.objects[i], pool.reject_cells[i]
         around = None
-        if picked >= 0:
-            o = objs[int(focus.where[picked, 1])]  # type: ignore[union-attr]
+        if pick is not None:
+            o = objs[pick[2]]
             around = int(o[1]), int(o[2])
         elif not focused and len(objs) and rng.random() < cfg.object_crop_share:
             o = objs[int(rng.integers(len(objs)))]
@@ -390,8 +387,8 @@ def make_batch(data: TrainingData, rng: np.random.Generator, cfg: FinetuneConfig
             oj = int(np.clip(around[1] - rng.integers(2, cs - 2), 0, gw - cs))
         else:
             oi, oj = int(rng.integers(0, gh - cs + 1)), int(rng.integers(0, gw - cs + 1))
-        if picked >= 0:
-            focus.picks.append((b, picked, int(o[0]), around[0] - oi, around[1] - oj))  # type: ignore[union-attr]
+        if pick is not None:
+            focus.picks.append((b, pick[0], int(o[0]), around[0] - oi, around[1] - oj))  # type: ignore[union-attr]
         crop = pool.images[i][oi * STRIDE:(oi + cs) * STRIDE, oj * STRIDE:(oj + cs) * STRIDE].astype(np.float32)
         crop /= 255.0
         if replay:

@@ -42,11 +42,11 @@ class ReplayFocus:
                          np.int64).reshape(-1, 2)
         return cls(where, np.ones(len(where)), power)
 
-    def draw(self, rng: np.random.Generator) -> tuple[int, int]:
-        """A replay defect: its index, and its frame's."""
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A replay defect: its index, its frame's and its own index in that frame."""
         w = np.maximum(self.priority, self.floor) ** self.power
         k = int(rng.choice(len(w), p=w / w.sum()))
-        return k, int(self.where[k, 0])
+        return k, int(self.where[k, 0]), int(self.where[k, 1])
 
     def update(self, heat: torch.Tensor, parent_heat: torch.Tensor, is_replay: torch.Tensor) -> None:
         """Record this batch's disagreements (logits of the whole batch; the parent's of its replay rows)."""
