@@ -82,6 +82,10 @@ class RoleViews(QtCore.QObject):
         state = settings.value(f"layout/{view}")
         if state is None or not w.restoreState(state, LAYOUT_VERSION):
             self.lay_out(view)
+        # The operator's review panel stays where it is: no float or close buttons for a finger to hit by mistake.
+        Feature = QtWidgets.QDockWidget.DockWidgetFeature
+        w.dock_review.setFeatures(Feature.NoDockWidgetFeatures if view == "operator" else
+                                  Feature.DockWidgetClosable | Feature.DockWidgetMovable | Feature.DockWidgetFloatable)
         self.cockpit.setVisible(view == "technician")
         w.drift_strip.setVisible(view == "operator")  # the others have the drift dock itself
         w.live.setMinimumSize(*MIN_IMAGE.get(view, MIN_IMAGE_OTHERS))

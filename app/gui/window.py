@@ -136,6 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         for a in (self.act_start, self.act_pause, self.act_stop):
             tb.addAction(a)
+            tb.widgetForAction(a).setMinimumSize(48, 48)  # a finger's target on a touch screen
         tb.addSeparator()
         # Widgets go in as QWidgetActions: when the window is narrow the toolbar's extension button (») shows
         # what no longer fits; the same commands are in the Station and View menus too.

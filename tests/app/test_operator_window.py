@@ -32,6 +32,16 @@ def settle(qtbot, w, size):
     qtbot.wait(50)
 
 
+def small_targets(w) -> list[str]:
+    """The operator's visible buttons (review, toolbar, drift lights) a finger could miss: under 48 px tall."""
+    shown = [b for b in w.dock_review.findChildren(QtWidgets.QAbstractButton) if b.isVisible()]
+    shown += [b for b in w.findChildren(QtWidgets.QToolButton) if b.isVisible() and b.defaultAction() in (
+        w.act_start, w.act_pause, w.act_stop)]
+    assert len(shown) >= 10
+    return [f"{b.text() or b.objectName()} {b.width()}x{b.height()}" for b in [*shown, w.drift_strip]
+            if b.height() < 48 or b.width() < 48]
+
+
 def test_the_image_fills_the_operator_view_and_stays_usable_on_a_small_screen(qtbot, window):
     w = window
     qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=30000)
@@ -39,8 +49,10 @@ def test_the_image_fills_the_operator_view_and_stays_usable_on_a_small_screen(qt
     settle(qtbot, w, (1400, 900))
     share = w.live.width() * w.live.height() / (w.width() * w.height())
     assert share >= 0.5, f"the image covers {share:.0%} of the window"
+    assert small_targets(w) == []
     settle(qtbot, w, (1024, 768))
     assert w.width() <= 1024 and w.live.width() >= 480 and w.live.height() >= 380
+    assert small_targets(w) == []
     # What no longer fits on the toolbar is reachable from a menu.
     menus = [a for m in w.menuBar().findChildren(QtWidgets.QMenu) for a in m.actions()]
     assert w.act_model in menus and w.act_truth in menus and w.act_conf_up in menus
@@ -119,6 +131,8 @@ def test_views_by_role_switch_with_their_keys_and_keep_their_layout(qtbot, windo
     qtbot.keyClick(w, QtCore.Qt.Key.Key_2, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert w.views.view == "technician" and w.dock_drift.isVisible() and w.views.cockpit.isVisible()
     assert w.act_recalibrate in w.views.cockpit.actions()  # recalibration one click away
+    no_features = QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures
+    assert w.dock_review.features() != no_features  # fixed in place for the operator only
     w.dock_events.hide()  # the technician's own change to the layout
     qtbot.keyClick(w, QtCore.Qt.Key.Key_3, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert w.views.view == "engineer" and w.dock_values.isVisible() and w.dock_events.isVisible()
@@ -126,6 +140,7 @@ def test_views_by_role_switch_with_their_keys_and_keep_their_layout(qtbot, windo
     assert w.dock_drift.isVisible() and not w.dock_events.isVisible()
     qtbot.keyClick(w, QtCore.Qt.Key.Key_1, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert w.views.view == "operator" and not w.dock_drift.isVisible()
+    assert w.dock_review.features() == no_features
     qtbot.mouseClick(w.drift_strip, QtCore.Qt.MouseButton.LeftButton)  # a tap on the lights: the details
     assert w.dock_drift.isVisible()
     # A dock added later joins a view with one line.
