@@ -19,6 +19,7 @@ from engine.core.files import sha256_file
 from engine.core.frame import Box, Frame
 from engine.core.protocols import Detections
 from engine.inference.common import ModelError, letterbox, to_tensor
+from engine.inference.lamp_norm import LampNorm
 from engine.inference.model import INPUT_H, INPUT_W, STRIDE, TinyCenterNet
 from engine.inference.refine import LineRefinement, refine_boxes
 
@@ -179,6 +180,10 @@ class BuiltinDetector:
         self.name = f"builtin {self.card.get('name', 'detector')} {self.sha256[:8]}"
         self.embedding_source = "model: global average of the last hidden layer (48 channels)"
         self.refinement = LineRefinement.from_card(self.card.get("box_refinement")) if refine else None
+        try:
+            self.lamp_norm = LampNorm.from_card(self.card)
+        except ValueError as e:
+            raise ModelError(f"model card {card_file.name} cannot be used: {e}") from None
         self.card = {**self.card, "runtime": self.backend}
 
 
@@ -220,7 +225,11 @@ class BuiltinDetector:
             img, lb = letterbox(f.image, INPUT_W, INPUT_H)  # resize first: the channel swap is then cheap
             imgs.append(img[:, :, ::-1] if f.channel_order == "BGR" else img)
             boxes.append(lb)
-        x = to_tensor(imgs, channels_last=self.session is None).to(self.device)
+        x = to_tensor(imgs, channels_last=self.session is None)
+        if self.lamp_norm is not None:
+            g = torch.from_numpy(np.stack([self.lamp_norm.gains(im) for im in imgs]))
+            x = x.mul_(g[:, :, None, None]).clamp_(0.0, 1.0)
+        x = x.to(self.device)
         with torch.inference_mode():
             if self.session is not None:
                 heat, box, emb = (torch.from_numpy(o) for o in self.session.run(None, {"images": x.numpy()}))
@@ -250,8 +259,11 @@ class BuiltinDetector:
             order = (2, 1, 0) if f.channel_order == "BGR" else (0, 1, 2)
             with self._input_lock:
                 x = self._input
+                g = self.lamp_norm.gains(img, f.channel_order) if self.lamp_norm is not None else np.ones(3, np.float32)
                 for c, src in enumerate(order):
-                    np.divide(img[:, :, src], np.float32(255.0), out=x[0, c], dtype=np.float32)
+                    np.multiply(img[:, :, src], g[c] / np.float32(255.0), out=x[0, c], dtype=np.float32)
+                if self.lamp_norm is not None:
+                    np.minimum(x, np.float32(1.0), out=x)
                 heat, box, emb = self.session.run(None, {"images": x})
             d = decode_numpy(heat, box, min(self.confidence, CANDIDATE_FLOOR))[0]
             below = tuple(d[d[:, 4] < self.confidence, 4].tolist())  # the candidates' scores, for field accuracy
@@ -271,7 +283,9 @@ class BuiltinDetector:
 
 def export_onnx(out: str | Path, weights: str | Path | None = None) -> Path:
     """Write the built-in network (``weights``: default the shipped ones) as ONNX to ``out``: input ``images``
-    ``(N, 3, 512, 640)``, outputs ``heat``, ``box``, ``embedding``; metadata: classes and the weights' SHA-256."""
+    ``(N, 3, 512, 640)``, outputs ``heat``, ``box``, ``embedding``; metadata: classes and the weights' SHA-256, and
+    the card's ``input_normalisation`` (JSON) when it has one: the graph itself takes the frame as it is, so a
+    runtime elsewhere must scale the channels as :mod:`engine.inference.lamp_norm` says before it."""
     det = BuiltinDetector(weights, device="cpu", refine=False, backend="torch")
     model = det.model.to(memory_format=torch.contiguous_format)
     import io
@@ -291,7 +305,9 @@ def export_onnx(out: str | Path, weights: str | Path | None = None) -> Path:
             raise ModelError(f"the built-in model cannot be exported to ONNX ({str(e).strip().splitlines()[0]})") from None
     names = {i: c for i, c in enumerate(det.classes)}
     data = add_metadata(buf.getvalue(), {"names": repr(names), "imgsz": f"[{INPUT_H}, {INPUT_W}]",
-                                         "weights_sha256": det.sha256, "description": det.card.get("name", "")})
+                                         "weights_sha256": det.sha256, "description": det.card.get("name", ""),
+                                         **({"input_normalisation": json.dumps(det.lamp_norm.to_card())}
+                                            if det.lamp_norm is not None else {})})
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(data)

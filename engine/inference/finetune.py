@@ -20,10 +20,12 @@ feedback bundles (:mod:`engine.datasets.bundle`), read as the bundle's corrected
   replay crops around defects can go where the student has drifted furthest from the parent
   (:class:`ReplayFocus`, prioritised replay).
 
-A share of the crops from corrected frames gets a photometric change (lamp output, colour temperature,
-left-right slope), so that what is learnt from one lamp's frames holds across its neighbours. A share of the
-replay crops is shown to the student under another lamp (a random one, or the corrected frames' own:
-:attr:`FinetuneConfig.replay_matched_share`) while the parent sees them unchanged.
+Every frame, corrected and replay, is first normalised to the parent's lamp (:attr:`FinetuneConfig.lamp_norm`,
+:mod:`engine.inference.lamp_norm`), and the new model's card carries that stage, so the network sees every lamp as
+the one it learnt under. Without it, a share of the crops from corrected frames can get a photometric change
+(lamp output, colour temperature, left-right slope), and a share of the replay crops can be shown to the student
+under another lamp (a random one, or the corrected frames' own: :attr:`FinetuneConfig.replay_matched_share`)
+while the parent sees them unchanged; both are off by default.
 
 Reproducible: the data are read in the bundles' order, crops and augmentation come from ``seed``, and PyTorch
 runs deterministically on a fixed number of threads; the same seed gives the same weights, bit for bit, on
@@ -83,10 +85,13 @@ class FinetuneConfig:
     object_crop_share: float = 0.75  # crops placed around a defect; else around a rejected box or anywhere
     rejected_crop_share: float = 0.5  # of the crops of a frame with rejections not around a defect
     rejected_weight: float = 4.0  # the extra penalty on a rejected box's cells, relative to the usual one
-    photometric_share: float = 0.5  # crops of corrected frames whose lamp is changed
+    # crops of corrected frames whose lamp is changed. 0 by default: with the lamp normalised (lamp_norm) the
+    # network never sees another lamp's frame, and teaching it one cost nominal F1 (README, runs 28-29); without
+    # lamp_norm, 0.5 of each was best (run 27)
+    photometric_share: float = 0.0
     # replay crops whose lamp is changed: the student sees the crop under the other lamp, the frozen parent the
     # crop as it was (its outputs there are the targets), so the parent's behaviour is taught under any lamp
-    replay_lamp_share: float = 0.5
+    replay_lamp_share: float = 0.0
     minutes: float | None = None  # wall-time cap on the training loop
     freeze_bn_stats: bool = False  # True: batch norm keeps the parent's running statistics (worse on both lines)
     distill_weight: float = 4.0  # replay crops: pull the heat map and boxes towards the frozen parent's outputs
@@ -109,6 +114,10 @@ class FinetuneConfig:
     # their mean colour to the replay frames', within 5 %) instead of a random one: the nominal line as it would
     # look under the drifted lamp, with the parent's answers on the unchanged crop as targets
     replay_matched_share: float = 0.5
+    # lamp normalisation (engine/inference/lamp_norm.py): every frame, in training and in the new model's use, has
+    # its channels scaled so that this percentile of each matches the replay frames' (the parent's reference, when
+    # its card has one); the new card carries it. 0: off, the frames as they are
+    lamp_norm: float = 99.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -486,7 +495,8 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))
     rng = np.random.default_rng([cfg.seed, 29])
-    if cfg.replay_matched_share > 0 and len(data.replay) and len(data.corrected) and data.lamp is None:
+    if cfg.replay_lamp_share * cfg.replay_matched_share > 0 and len(data.replay) and len(data.corrected) \
+            and data.lamp is None:
         data.lamp = lamp_ratio(data.corrected, data.replay)
         _log(progress, "the corrected frames' lamp against the replay's (R, G, B): "
                        + ", ".join(f"{v:.2f}" for v in data.lamp))
@@ -538,7 +548,7 @@ def finetune(state: dict[str, torch.Tensor], data: TrainingData, cfg: FinetuneCo
     model.eval()
     out = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     record = {"steps": step, "stopped": stopped, "train_s": round(time.monotonic() - t0, 1)}
-    if data.lamp is not None and cfg.replay_matched_share > 0:
+    if data.lamp is not None and cfg.replay_lamp_share * cfg.replay_matched_share > 0:
         record["corrected_lamp_rgb"] = [round(float(v), 3) for v in data.lamp]
     return mix_with_parent(out, state, cfg.parent_share), record
 

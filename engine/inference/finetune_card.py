@@ -31,6 +31,7 @@ from engine.inference.finetune import (
     open_bundles,
     read_bundles,
 )
+from engine.inference.finetune_replay import normalise_lamp
 from engine.inference.model import TinyCenterNet
 from engine.inference.train import _log
 
@@ -127,7 +128,8 @@ def lineage(parent: Path, parent_card: dict[str, Any], parent_sha: str, data: Tr
 def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], parent_sha: str, data: TrainingData,
               cfg: FinetuneConfig, record: dict[str, Any], command: str) -> dict[str, Any]:
     keep = {k: v for k, v in parent_card.items() if k not in ("quality", "training", "lineage", "runtime",
-                                                              "sha256", "weights_file", "limitations")}
+                                                              "sha256", "weights_file", "limitations",
+                                                              "input_normalisation")}
     base_name = str(parent_card.get("name", "tiny-centernet-defects")).removesuffix("-finetuned")
     return {
         **keep,
@@ -140,8 +142,10 @@ def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], pa
             "kind": "fine-tuned from operators' corrections (engine/inference/finetune.py)",
             **cfg.to_dict(),
             "optimizer": "AdamW, warm-up then cosine decay",
-            "augmentation": f"random crops; lamp output, colour temperature and slope on "
-                            f"{cfg.photometric_share:.0%} of the corrected frames' crops",
+            "augmentation": "random crops" + (f"; lamp output, colour temperature and slope on "
+                                              f"{cfg.photometric_share:.0%} of the corrected frames' crops and "
+                                              f"{cfg.replay_lamp_share:.0%} of the replay crops"
+                                              if cfg.photometric_share or cfg.replay_lamp_share else ""),
             "steps_done": record["steps"], "stopped": record["stopped"],
             "torch": torch.__version__, "read_s": record["read_s"], "train_s": record["train_s"],
             **({"corrected_lamp_rgb": record["corrected_lamp_rgb"]} if "corrected_lamp_rgb" in record else {}),
@@ -184,6 +188,15 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
     data = read_bundles(opened, classes, progress)
     if classes == tuple(DEFECT_CLASSES):
         add_simulated_replay(data, cfg, progress)
+    norm = None
+    if cfg.lamp_norm > 0 or "input_normalisation" in parent_card:  # a parent's normalisation is kept: it saw no other
+        try:
+            norm = normalise_lamp(data, cfg.lamp_norm, parent_card)
+        except ValueError as e:
+            raise FinetuneError(f"base model card {parent_card_file.name} cannot be used: {e}") from None
+        _log(progress, f"frames normalised to the lamp reference (R, G, B) "
+                       f"{', '.join(f'{v:.1f}' for v in norm.reference)} at their {norm.percentile:g}th percentile"
+             if norm is not None else "no replay frames to measure a lamp reference on: frames left as they are")
     read_s = time.monotonic() - t0
     f = data.frames
     _log(progress, f"{f['corrected']} corrected frames ({f['negative_only']} with rejections only), "
@@ -199,6 +212,8 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
         torch.save(new_state, tmp_w)
         sha = sha256_of(tmp_w)
         card = make_card(out, sha, parent, parent_card, parent_sha, data, cfg, record, command)
+        if norm is not None:
+            card["input_normalisation"] = norm.to_card()
         tmp_c.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         conf = float(card.get("confidence_threshold", 0.3))
         _log(progress, "measuring the new weights and the parent on the bundles' held-out frames")

@@ -1,5 +1,6 @@
-"""Two ways the replay set of a fine-tuning run (:mod:`engine.inference.finetune`) is used: prioritised replay of its
-defects (:class:`ReplayFocus`) and the corrected frames' lamp measured against it (:func:`lamp_ratio`)."""
+"""Three ways the replay set of a fine-tuning run (:mod:`engine.inference.finetune`) is used: prioritised replay of
+its defects (:class:`ReplayFocus`), the corrected frames' lamp measured against it (:func:`lamp_ratio`), and the
+lamp reference every frame is normalised to (:func:`normalise_lamp`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from engine.inference.lamp_norm import LampNorm
 
 Pool = Any  # engine.inference.finetune.Pool: frames (.images) and their defects (.objects)
 
@@ -18,6 +21,20 @@ def lamp_ratio(corrected: Pool, replay: Pool) -> np.ndarray:
         return np.mean([im.reshape(-1, 3).mean(axis=0) for im in pool.images], axis=0)
 
     return (mean(corrected) / np.maximum(mean(replay), 1.0)).astype(np.float32)
+
+
+def normalise_lamp(data: Any, percentile: float, parent_card: dict[str, Any]) -> LampNorm | None:
+    """Normalise every frame of ``data`` (corrected and replay) in place to the parent's lamp reference, or, when
+    the parent has none, to the replay frames' (the line the parent learnt on); the normalisation used, or None
+    when there is nothing to measure a reference on."""
+    norm = LampNorm.from_card(parent_card)
+    if norm is None:
+        if not len(data.replay):
+            return None
+        norm = LampNorm.measure(data.replay.images, percentile)
+    for pool in (data.corrected, data.replay):
+        pool.images[:] = [norm.apply(im) for im in pool.images]
+    return norm
 
 
 @dataclass

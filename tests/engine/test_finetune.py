@@ -70,6 +70,8 @@ def test_the_card_tells_where_the_weights_come_from(bundle, tuned):
     assert lin["frames"]["replay_bundle"] + lin["frames"]["replay_simulated"] == max(2, len(replay))
     t = card["training"]
     assert t["seed"] == 0 and t["steps_done"] == 3 and t["stopped"] == "all steps done" and t["train_s"] >= 0
+    norm = card["input_normalisation"]  # measured on the replay frames: the nominal line's bright end
+    assert norm["percentile"] == 99.0 and all(150 < v < 220 for v in norm["reference_rgb"])
     q = card["quality"]
     test_frames = len(json.loads((bundle / "annotations/instances_test.json").read_text())["images"])
     assert q["frames"] == q["parent_on_the_same_frames"]["frames"] == test_frames > 0
@@ -86,6 +88,16 @@ def test_the_same_seed_gives_the_same_weights_bit_for_bit(bundle, tuned, tmp_pat
     train_from_bundles([bundle], other, cfg=replace(TINY, seed=1), progress=None)
     c = torch.load(other, weights_only=True)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_parents_lamp_normalisation_is_kept_and_without_one_it_can_be_left_off(bundle, tuned, tmp_path):
+    out, card = tuned
+    child = train_from_bundles([bundle], tmp_path / "child.pt", base=out, cfg=replace(TINY, lamp_norm=0.0),
+                               progress=None)
+    assert child["input_normalisation"] == card["input_normalisation"]  # the parent saw no other frames
+    plain = train_from_bundles([bundle], tmp_path / "plain.pt", cfg=replace(TINY, lamp_norm=0.0), progress=None)
+    assert "input_normalisation" not in plain and load_detector(str(tmp_path / "plain.pt")).lamp_norm is None
+    assert load_detector(str(tmp_path / "child.pt")).lamp_norm is not None
 
 
 def test_the_weights_load_as_the_builtin_network_and_detect(tuned):
