@@ -160,7 +160,7 @@ class DriftPanel(QtWidgets.QWidget):
         # Trends: one chart per metric, x axes linked; the chosen metric's chart fills the box.
         self.trends = QtWidgets.QStackedWidget()
         self.trends.setObjectName("driftTrends")
-        self.trends.setMinimumHeight(160)
+        self.trends.setMinimumHeight(120)
         self.plots: dict[str, MetricPlot] = {}
         self._pages: dict[str, pg.PlotWidget] = {}
         first = None
@@ -180,7 +180,7 @@ class DriftPanel(QtWidgets.QWidget):
         # Current window against the reference: luminance histogram.
         self.hist = pg.PlotWidget(title="Luminance histogram: window (white) vs reference (blue)")
         self.hist.setObjectName("driftHistogram")
-        self.hist.setMinimumHeight(110)  # its axis labels stay apart on a 1024 x 768 screen
+        self.hist.setMinimumHeight(80)  # its axis labels stay apart on a 1024 x 768 screen
         self.hist.setMaximumHeight(150)
         self.hist_cur = self.hist.plot(pen=pg.mkPen("#e0e0e0"))
         self.hist_ref = self.hist.plot(pen=pg.mkPen("#90caf9"))

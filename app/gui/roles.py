@@ -124,14 +124,17 @@ class RoleViews(QtCore.QObject):
         for d in docks:
             d.setVisible(d.objectName() in shown)
         review_width = 300 if view == "operator" else 280
+        height = w.height() if w.isVisible() else w.screen().availableGeometry().height()
+        # shares of what there is (asking for more grows the window): the technician's drift dock as tall as it can be
+        split = [int(height * (0.75 if view == "technician" else 0.6)), int(height * 0.15)]
         w.resizeDocks([w.dock_review], [review_width], Horizontal)
         if view == "technician":
             w.resizeDocks([w.dock_drift], [int(width * 0.5)], Horizontal)
-            w.resizeDocks([w.dock_drift, w.dock_events], [600, 200], QtCore.Qt.Orientation.Vertical)
+            w.resizeDocks([w.dock_drift, w.dock_events], split, QtCore.Qt.Orientation.Vertical)
             w.dock_drift.raise_()
         elif view == "engineer":
             w.resizeDocks([w.dock_values], [int(width * 0.3)], Horizontal)
-            w.resizeDocks([w.dock_values, w.dock_events], [600, 200], QtCore.Qt.Orientation.Vertical)
+            w.resizeDocks([w.dock_values, w.dock_events], split, QtCore.Qt.Orientation.Vertical)
             w.dock_drift.raise_()
 
     def open_drift(self) -> None:

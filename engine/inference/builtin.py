@@ -227,8 +227,8 @@ class BuiltinDetector:
             boxes.append(lb)
         x = to_tensor(imgs, channels_last=self.session is None)
         if self.lamp_norm is not None:
-            g = torch.from_numpy(np.stack([self.lamp_norm.gains(im) for im in imgs]))
-            x = x.mul_(g[:, :, None, None]).clamp_(0.0, 1.0)
+            for xi, im in zip(x.numpy(), imgs):  # a view of the batch: scaled in place
+                self.lamp_norm.scale_input(xi, im, "RGB")
         x = x.to(self.device)
         with torch.inference_mode():
             if self.session is not None:
@@ -259,11 +259,10 @@ class BuiltinDetector:
             order = (2, 1, 0) if f.channel_order == "BGR" else (0, 1, 2)
             with self._input_lock:
                 x = self._input
-                g = self.lamp_norm.gains(img, f.channel_order) if self.lamp_norm is not None else np.ones(3, np.float32)
                 for c, src in enumerate(order):
-                    np.multiply(img[:, :, src], g[c] / np.float32(255.0), out=x[0, c], dtype=np.float32)
+                    np.divide(img[:, :, src], np.float32(255.0), out=x[0, c], dtype=np.float32)
                 if self.lamp_norm is not None:
-                    np.minimum(x, np.float32(1.0), out=x)
+                    self.lamp_norm.scale_input(x[0], img, f.channel_order)
                 heat, box, emb = self.session.run(None, {"images": x})
             d = decode_numpy(heat, box, min(self.confidence, CANDIDATE_FLOOR))[0]
             below = tuple(d[d[:, 4] < self.confidence, 4].tolist())  # the candidates' scores, for field accuracy

@@ -32,6 +32,7 @@ from engine.inference.finetune import (
     read_bundles,
 )
 from engine.inference.finetune_replay import normalise_lamp
+from engine.inference.lamp_norm import LampNorm
 from engine.inference.model import TinyCenterNet
 from engine.inference.train import _log
 
@@ -178,8 +179,14 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
     out = Path(out).expanduser()
     if not bundles:
         raise FinetuneError("name at least one bundle to train on (--bundle)")
+    if cfg.lamp_norm != 0 and not 50 <= cfg.lamp_norm <= 100:
+        raise FinetuneError(f"the lamp normalisation's percentile must be 0 (off) or 50-100, not {cfg.lamp_norm:g}")
     t0 = time.monotonic()
     parent, parent_card_file, parent_card, state, parent_sha = load_parent(base)
+    try:
+        LampNorm.from_card(parent_card)
+    except ValueError as e:
+        raise FinetuneError(f"base model card {parent_card_file.name} cannot be used: {e}") from None
     if out.resolve() == parent.resolve():
         raise FinetuneError(f"{out} is the base model itself; write the new weights to another file")
     classes = tuple(parent_card["classes"])
@@ -190,13 +197,10 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
         add_simulated_replay(data, cfg, progress)
     norm = None
     if cfg.lamp_norm > 0 or "input_normalisation" in parent_card:  # a parent's normalisation is kept: it saw no other
-        try:
-            norm = normalise_lamp(data, cfg.lamp_norm, parent_card)
-        except ValueError as e:
-            raise FinetuneError(f"base model card {parent_card_file.name} cannot be used: {e}") from None
+        norm, where = normalise_lamp(data, cfg.lamp_norm, parent_card)
         _log(progress, f"frames normalised to the lamp reference (R, G, B) "
-                       f"{', '.join(f'{v:.1f}' for v in norm.reference)} at their {norm.percentile:g}th percentile"
-             if norm is not None else "no replay frames to measure a lamp reference on: frames left as they are")
+                       f"{', '.join(f'{v:.1f}' for v in norm.reference)} at their {norm.percentile:g}th percentile, "
+                       f"from {where}" if norm is not None else f"{where}: frames left as they are")
     read_s = time.monotonic() - t0
     f = data.frames
     _log(progress, f"{f['corrected']} corrected frames ({f['negative_only']} with rejections only), "
@@ -212,6 +216,7 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
         torch.save(new_state, tmp_w)
         sha = sha256_of(tmp_w)
         card = make_card(out, sha, parent, parent_card, parent_sha, data, cfg, record, command)
+        card["training"]["lamp_norm"] = norm.percentile if norm is not None else 0.0  # as applied
         if norm is not None:
             card["input_normalisation"] = norm.to_card()
         tmp_c.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

@@ -23,18 +23,24 @@ def lamp_ratio(corrected: Pool, replay: Pool) -> np.ndarray:
     return (mean(corrected) / np.maximum(mean(replay), 1.0)).astype(np.float32)
 
 
-def normalise_lamp(data: Any, percentile: float, parent_card: dict[str, Any]) -> LampNorm | None:
+def normalise_lamp(data: Any, percentile: float, parent_card: dict[str, Any]) -> tuple[LampNorm | None, str]:
     """Normalise every frame of ``data`` (corrected and replay) in place to the parent's lamp reference, or, when
-    the parent has none, to the replay frames' (the line the parent learnt on); the normalisation used, or None
-    when there is nothing to measure a reference on."""
-    norm = LampNorm.from_card(parent_card)
+    the parent has none, to the simulated nominal replay frames' (the line the parent learnt on; the bundles' own
+    replay frames only when there are none, since those may be under the drifted lamp). The normalisation used
+    (None when there is nothing to measure a reference on) and where its reference comes from."""
+    norm, where = LampNorm.from_card(parent_card), "the parent's card"
     if norm is None:
-        if not len(data.replay):
-            return None
-        norm = LampNorm.measure(data.replay.images, percentile)
+        simulated = int(data.frames.get("replay_simulated", 0))
+        frames = data.replay.images[-simulated:] if simulated else data.replay.images
+        if not len(frames):
+            return None, "no replay frames to measure a lamp reference on"
+        norm = LampNorm.measure(frames, percentile)
+        where = (f"{simulated} simulated nominal replay frames" if simulated else
+                 f"the bundles' {len(frames)} replay frames (no simulated ones; if the bundles were exported under "
+                 f"the drifted lamp, so is this reference)")
     for pool in (data.corrected, data.replay):
         pool.images[:] = [norm.apply(im) for im in pool.images]
-    return norm
+    return norm, where
 
 
 @dataclass

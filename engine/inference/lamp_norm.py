@@ -18,11 +18,23 @@ from typing import Any
 import numpy as np
 
 SUBSAMPLE = 4  # every 4th row and column: 20 000 pixels of a 640 x 512 input, enough for a stable percentile
+PAD = 114  # the letterbox's padding (engine.inference.common.letterbox): not part of the picture
+
+
+def content(image: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of a letterboxed ``image`` inside its padding: the edge rows and columns whose every pixel
+    is the pad value are left out (the whole image when it is nothing but that)."""
+    pad = (image == PAD).all(axis=2)
+    rows, cols = np.flatnonzero(~pad.all(axis=1)), np.flatnonzero(~pad.all(axis=0))
+    if not len(rows) or not len(cols):
+        return slice(None), slice(None)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def bright_level(image: np.ndarray, percentile: float, channel_order: str = "RGB") -> np.ndarray:
-    """The ``percentile`` of each channel of ``image`` (H x W x 3 uint8), as R, G, B."""
-    px = image[::SUBSAMPLE, ::SUBSAMPLE].reshape(-1, 3)
+    """The ``percentile`` of each channel of ``image`` (H x W x 3 uint8, padding left out), as R, G, B."""
+    ys, xs = content(image)
+    px = image[ys, xs][::SUBSAMPLE, ::SUBSAMPLE].reshape(-1, 3)
     level = np.percentile(px, percentile, axis=0).astype(np.float32)
     return level[::-1].copy() if channel_order == "BGR" else level
 
@@ -50,13 +62,17 @@ class LampNorm:
         if d is None:
             return None
         try:
+            if not isinstance(d, dict) or not isinstance(d["reference_rgb"], (list, tuple)):
+                raise TypeError
             ref = tuple(float(v) for v in d["reference_rgb"])
             lo, hi = (float(v) for v in d.get("gain_range", (0.5, 2.5)))
             p = float(d.get("percentile", 99.0))
         except (TypeError, KeyError, ValueError):
-            raise ValueError("its input_normalisation is not a reference_rgb of three numbers") from None
+            raise ValueError("its input_normalisation needs a reference_rgb of three numbers, and a gain_range of "
+                             "two and a percentile if it names them") from None
         if len(ref) != 3 or not all(0 < v <= 255 for v in ref) or not 0 < lo <= 1 <= hi or not 50 <= p <= 100:
-            raise ValueError("its input_normalisation is out of range")
+            raise ValueError("its input_normalisation is out of range (reference 0-255, gains around 1, percentile "
+                             "50-100)")
         return cls(ref, p, (lo, hi))  # type: ignore[arg-type]
 
     def to_card(self) -> dict[str, Any]:
@@ -70,6 +86,17 @@ class LampNorm:
         return np.clip(np.asarray(self.reference, np.float32) / level, *self.gain_range).astype(np.float32)
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """``rgb`` (uint8) normalised, as uint8."""
-        out = rgb.astype(np.float32) * self.gains(rgb)[None, None, :]
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        """``rgb`` (uint8, letterboxed or not) normalised, as uint8; the padding is left as it was."""
+        ys, xs = content(rgb)
+        out = rgb.copy()
+        scaled = rgb[ys, xs].astype(np.float32) * self.gains(rgb)[None, None, :]
+        out[ys, xs] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return out
+
+    def scale_input(self, x: np.ndarray, image: np.ndarray, channel_order: str) -> None:
+        """Normalise the network's input ``x`` (3 x H x W float in [0, 1], RGB) made from ``image`` (H x W x 3
+        uint8 in ``channel_order``), in place: the picture scaled, the padding left, nothing above 1."""
+        ys, xs = content(image)
+        region = x[:, ys, xs]
+        region *= self.gains(image, channel_order)[:, None, None]
+        np.minimum(region, np.float32(1.0), out=region)

@@ -59,6 +59,16 @@ def test_the_image_fills_the_operator_view_and_stays_usable_on_a_small_screen(qt
     assert w.banner.isVisible() and w.counts.isVisible() and w.drift_strip.isVisible()
 
 
+def test_every_view_fits_a_1024_by_768_screen(qtbot, window):
+    w = window
+    for view in ("operator", "technician", "engineer"):
+        w.views.use(view)
+        settle(qtbot, w, (1024, 768))
+        need = w.minimumSizeHint()
+        assert need.width() <= 1024 and need.height() <= 768, f"the {view}'s view needs {need.toTuple()}"
+        assert w.size().toTuple() == (1024, 768)
+
+
 def test_the_banner_follows_freeze_live_and_alarm(qtbot, window):
     w = window
     qtbot.waitUntil(lambda: w.banner.text() == "LIVE", timeout=20000)

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,9 +96,45 @@ def test_a_parents_lamp_normalisation_is_kept_and_without_one_it_can_be_left_off
     child = train_from_bundles([bundle], tmp_path / "child.pt", base=out, cfg=replace(TINY, lamp_norm=0.0),
                                progress=None)
     assert child["input_normalisation"] == card["input_normalisation"]  # the parent saw no other frames
+    assert child["training"]["lamp_norm"] == 99.0  # as applied, though the setting was 0
     plain = train_from_bundles([bundle], tmp_path / "plain.pt", cfg=replace(TINY, lamp_norm=0.0), progress=None)
     assert "input_normalisation" not in plain and load_detector(str(tmp_path / "plain.pt")).lamp_norm is None
     assert load_detector(str(tmp_path / "child.pt")).lamp_norm is not None
+
+
+def test_the_lamp_reference_is_the_simulated_nominal_line_and_every_frame_is_normalised_to_it():
+    from engine.inference.finetune import Pool, TrainingData
+    from engine.inference.finetune_replay import normalise_lamp
+    from engine.inference.lamp_norm import bright_level
+    from engine.sources.sim import SimSource
+
+    src = SimSource(seed=1001, scenario="nominal", start=60, width=640, height=512)
+    src.open()
+    nominal = [np.ascontiguousarray(src.read().image[:, :, ::-1]) for _ in range(4)]
+    src.close()
+    aged = [np.clip(im * np.float32([0.8, 0.7, 0.6]), 0, 255).astype(np.uint8) for im in nominal]
+    data = TrainingData(Pool(), Pool(), ("scratch", "dent", "contamination"), [],
+                        Counter(replay_bundle=2, replay_simulated=2), {})
+    data.corrected.images[:] = [aged[0].copy()]
+    data.replay.images[:] = [aged[1].copy(), aged[2].copy(), nominal[2].copy(), nominal[3].copy()]  # bundle, then sim
+    norm, where = normalise_lamp(data, 99.0, {})
+    assert where == "2 simulated nominal replay frames"
+    level = np.median([bright_level(im, 99.0) for im in nominal[2:]], axis=0)
+    assert np.allclose(norm.reference, level, rtol=0.01)  # not the bundles' own replay, under the aged lamp
+    for im in (*data.corrected.images, *data.replay.images):
+        assert np.allclose(bright_level(im, 99.0), norm.reference, rtol=0.05)
+    # A parent's reference wins over any measurement.
+    kept, where = normalise_lamp(data, 99.0, {"input_normalisation": {"reference_rgb": [150, 150, 150]}})
+    assert kept.reference == (150.0, 150.0, 150.0) and where == "the parent's card"
+
+
+def test_a_lamp_percentile_out_of_range_is_refused_before_any_work(bundle, tmp_path):
+    from engine.inference.finetune import FinetuneError
+
+    for bad in (20.0, 150.0, -1.0):
+        with pytest.raises(FinetuneError, match="must be 0 .off. or 50-100"):
+            train_from_bundles([bundle], tmp_path / "m.pt", cfg=replace(TINY, lamp_norm=bad), progress=None)
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_the_weights_load_as_the_builtin_network_and_detect(tuned):

@@ -54,6 +54,18 @@ def test_the_nominal_line_is_left_nearly_as_it_is_and_the_aged_lamp_is_scaled_ba
     assert (np.diff(order_b[order_a].astype(int)) >= 0).all()
 
 
+def test_the_letterbox_padding_is_neither_measured_nor_scaled(norm):
+    from engine.inference.common import letterbox
+
+    wide = rgb(frames("lighting-aging", 21, 1, start=1440)[0])[152:872]  # a 16:9 picture of the aged line
+    boxed, lb = letterbox(wide, 640, 512)
+    assert lb.pad_y > 0 and (boxed[:lb.pad_y] == 114).all()
+    assert np.allclose(norm.gains(boxed), norm.gains(wide), rtol=0.02)  # the grey bands do not count
+    out = norm.apply(boxed)
+    assert (out[:lb.pad_y] == 114).all() and (out[-lb.pad_y:] == 114).all()
+    assert np.allclose(bright_level(out, norm.percentile), norm.reference, rtol=0.03)
+
+
 def test_gains_are_bounded_on_a_black_or_a_blown_out_frame(norm):
     assert np.allclose(norm.gains(np.zeros((64, 80, 3), np.uint8)), 2.5)
     assert np.allclose(norm.gains(np.full((64, 80, 3), 255, np.uint8)), np.asarray(norm.reference) / 255.0)
@@ -62,9 +74,12 @@ def test_gains_are_bounded_on_a_black_or_a_blown_out_frame(norm):
 def test_the_card_section_goes_and_comes_back_and_a_bad_one_is_refused(norm):
     assert LampNorm.from_card({"input_normalisation": norm.to_card()}) == LampNorm(
         tuple(round(v, 2) for v in norm.reference), norm.percentile, norm.gain_range)
+    other = LampNorm((120.5, 130.0, 140.25), 97.5, (0.7, 1.6))
+    assert LampNorm.from_card({"input_normalisation": other.to_card()}) == other
     assert LampNorm.from_card({}) is None
-    for bad in ({"reference_rgb": [1, 2]}, {"reference_rgb": "bright"}, {"reference_rgb": [0, 100, 100]},
-                {"reference_rgb": [100, 100, 100], "gain_range": [2, 3]}, {}):
+    for bad in ({"reference_rgb": [1, 2]}, {"reference_rgb": "bright"}, {"reference_rgb": "123"},
+                {"reference_rgb": [0, 100, 100]}, {"reference_rgb": [100, 100, 100], "gain_range": [2, 3]},
+                {"reference_rgb": [100, 100, 100], "percentile": 20}, {}, [183, 179, 177]):
         with pytest.raises(ValueError):
             LampNorm.from_card({"input_normalisation": bad})
 
@@ -108,6 +123,48 @@ def test_a_model_whose_card_normalises_sees_a_dimmed_lamp_as_its_own(normalised_
     as_it_is = np.mean([change(x, y) for x, y in zip(p, q)])
     print(f"mean change of the scores under the dimmed lamp: {normalised:.3f} normalised, {as_it_is:.3f} as it is")
     assert normalised < 0.05 and as_it_is > 3 * normalised
+
+
+class Inputs:
+    """Notes what the network is given, on either runtime."""
+
+    def __init__(self, det):
+        self.seen = []
+        if det.session is not None:
+            run, self.session = det.session.run, det.session
+
+            class Session:
+                def run(_, names, feed):
+                    self.seen.append(feed["images"].copy())
+                    return run(names, feed)
+
+            det.session = Session()
+        else:
+            model = det.model
+
+            def forward(x):
+                self.seen.append(x.detach().cpu().numpy().copy())
+                return model(x)
+
+            det.model = forward
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_network_is_given_nothing_above_one_and_the_padding_as_it_was(normalised_model, backend):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        export_onnx(normalised_model.with_suffix(".onnx"), normalised_model)
+    f = frames("lighting-aging", 21, 1, start=1440)[0]
+    from dataclasses import replace
+
+    img = f.image[152:872].copy()  # 16:9: padded above and below
+    img[300:340, 600:700] = 250  # a glint: scaled up by the aged lamp's gains, it would pass 1
+    det = BuiltinDetector(normalised_model, device="cpu", backend=backend, refine=False)
+    seen = Inputs(det)
+    det.detect([replace(f, image=img)])
+    x = seen.seen[0][0]
+    assert x.max() <= 1.0 and np.isclose(x.max(), 1.0)
+    assert np.allclose(x[:, :40], 114 / 255) and np.allclose(x[:, -40:], 114 / 255)
 
 
 def test_onnx_runtime_normalises_as_pytorch_does_and_the_export_says_how(normalised_model):
