@@ -104,7 +104,11 @@ class MetricPlot:
         if not self.events or width <= 0 or x1 <= x0:
             return
         px = width / (x1 - x0)
-        ends = [-np.inf] * len(LABEL_ROWS)
+        # Rows at least a label's height apart: on a short chart fewer of them fit.
+        tall = max(ln.label.boundingRect().height() for ln in self.events) + 2
+        step = max(LABEL_ROWS[0] - LABEL_ROWS[1], tall / max(self.plot.vb.height(), 1.0))
+        rows = [r for r in (LABEL_ROWS[0] - i * step for i in range(len(LABEL_ROWS))) if r >= 0.1] or [LABEL_ROWS[0]]
+        ends = [-np.inf] * len(rows)
         for line in sorted(self.events, key=lambda ln: ln.value()):
             label = line.label
             x = (line.value() - x0) * px
@@ -114,7 +118,7 @@ class MetricPlot:
                 label.setVisible(False)
                 continue
             ends[row] = x + w / 2
-            label.setPosition(LABEL_ROWS[row])
+            label.setPosition(rows[row])
             label.setVisible(True)
 
 
@@ -137,7 +141,7 @@ class DriftPanel(QtWidgets.QWidget):
         for i, m in enumerate(self.metrics):
             t = QtWidgets.QPushButton(m)  # a touch target: a click (or tap) shows the metric's trend
             t.setObjectName(f"tile_{m}")
-            t.setMinimumHeight(40)
+            t.setMinimumHeight(38)
             t.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
             t.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
             t.clicked.connect(lambda _=False, m=m: self.select_metric(m))
@@ -160,7 +164,7 @@ class DriftPanel(QtWidgets.QWidget):
         # Trends: one chart per metric, x axes linked; the chosen metric's chart fills the box.
         self.trends = QtWidgets.QStackedWidget()
         self.trends.setObjectName("driftTrends")
-        self.trends.setMinimumHeight(120)
+        self.trends.setMinimumHeight(110)
         self.plots: dict[str, MetricPlot] = {}
         self._pages: dict[str, pg.PlotWidget] = {}
         first = None

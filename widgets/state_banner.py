@@ -57,6 +57,7 @@ class ShiftCounts(QtWidgets.QWidget):
         self.figures: dict[str, QtWidgets.QLabel] = {}
         self.captions: dict[str, QtWidgets.QLabel] = {}
         self.compact = False
+        self._gaps: list[QtWidgets.QSpacerItem] = []
         for key, name in self.NAMES:
             caption = QtWidgets.QLabel(name)
             caption.setToolTip(name)
@@ -67,7 +68,9 @@ class ShiftCounts(QtWidgets.QWidget):
             figure.setStyleSheet("font-size:20px; font-weight:bold;")
             lay.addWidget(caption)
             lay.addWidget(figure)
-            lay.addSpacing(14)
+            gap = QtWidgets.QSpacerItem(14, 0)
+            lay.addSpacerItem(gap)
+            self._gaps.append(gap)
             self.figures[key] = figure
         lay.addStretch(1)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
@@ -78,6 +81,12 @@ class ShiftCounts(QtWidgets.QWidget):
             self.compact = compact
             for key, name in self.SHORT if compact else self.NAMES:
                 self.captions[key].setText(name)
+            for gap in self._gaps:  # narrow: closer together and a size smaller, so the share stays whole
+                gap.changeSize(4 if compact else 14, 0)
+            for figure in self.figures.values():
+                figure.setStyleSheet(f"font-size:{15 if compact else 20}px; font-weight:bold;")
+            self.layout().setSpacing(3 if compact else -1)
+            self.layout().invalidate()
         super().resizeEvent(event)
 
     def set_counts(self, parts: int, defects: int, confirmed: int, rejected: int) -> None:

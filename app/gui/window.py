@@ -181,14 +181,7 @@ class MainWindow(QtWidgets.QMainWindow):
         Right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         self.dock_values = self._dock("Measurements", "measurementsDock", self.values, Right)
         self.dock_events = self._dock("Source events", "eventsDock", self.events, Right)
-        # In a scroll area: on a 1024 x 768 screen the tiles, trend and histogram scroll rather than push the
-        # window off the screen.
-        drift_scroll = QtWidgets.QScrollArea()
-        drift_scroll.setWidget(self.drift)
-        drift_scroll.setWidgetResizable(True)
-        drift_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-        drift_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.dock_drift = self._dock("Drift", "driftDock", drift_scroll, Right)
+        self.dock_drift = self._dock("Drift", "driftDock", self.drift, Right)
         self.dock_review = self._dock("Review", "reviewDock", self.review, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tabifyDockWidget(self.dock_values, self.dock_drift)
         self.dock_drift.raise_()

@@ -2,6 +2,7 @@
 series stay bounded, and the log tells a drift alarm from a warning."""
 
 import numpy as np
+import pytest
 from PySide6 import QtCore
 
 from widgets.drift_panel import LEVEL_COLOURS, DriftPanel, _Series
@@ -42,8 +43,11 @@ def test_tiles_say_warming_up_and_a_steady_drift(qtbot):
     assert LEVEL_COLOURS["warning"] in d.tiles["focus"].styleSheet()
 
 
-def test_event_labels_close_together_never_overlap(qtbot):
+@pytest.mark.parametrize("height", [600, 330])  # 330: the chart as short as on a 1024 x 768 screen
+def test_event_labels_close_together_never_overlap(qtbot, height):
     d = panel(qtbot)
+    d.resize(700, height)
+    qtbot.waitUntil(lambda: d.height() == height, timeout=2000)
     d.append("mean_luma", np.arange(0.0, 1000.0), np.ones(1000))
     for t, text in ((500.0, "opened"), (500.5, "model"), (501.0, "recalibration"), (502.0, "opened"),
                     (900.0, "model")):

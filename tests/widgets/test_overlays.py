@@ -1,7 +1,7 @@
 """Labels that never cover each other, decisions drawn as marks, the banner, the counts and the drift lights."""
 
 import numpy as np
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from engine.core.frame import Box
 from widgets.drift_strip import DriftStrip
@@ -79,3 +79,19 @@ def test_banner_counts_and_drift_lights(qtbot):
     assert strip.minimumHeight() >= 48
     with qtbot.waitSignal(strip.open_detail):
         qtbot.mouseClick(strip, QtCore.Qt.MouseButton.LeftButton)
+
+
+def test_the_shift_counts_stay_whole_beside_a_dock_on_a_1024_screen(qtbot):
+    holder = QtWidgets.QWidget()  # the window's central column, as narrow as beside the engineer's docks
+    qtbot.addWidget(holder)
+    counts = ShiftCounts(holder)
+    counts.set_counts(21530, 7030, 1000, 1000)  # a long shift's five-digit figures
+    holder.resize(900, 40)
+    holder.show()
+    counts.setGeometry(0, 0, 470, 40)  # the image's width beside the engineer's docks at 1024 x 768
+    qtbot.waitUntil(lambda: counts.compact, timeout=2000)
+    assert counts.captions["yield"].text() == "Clear"
+    assert counts.layout().sizeHint().width() <= 470, "the share of clear frames is cut off"
+    counts.setGeometry(0, 0, 900, 40)
+    qtbot.waitUntil(lambda: not counts.compact, timeout=2000)
+    assert counts.captions["yield"].text() == "Clear frames"
