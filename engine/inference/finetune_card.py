@@ -127,7 +127,8 @@ def lineage(parent: Path, parent_card: dict[str, Any], parent_sha: str, data: Tr
 
 
 def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], parent_sha: str, data: TrainingData,
-              cfg: FinetuneConfig, record: dict[str, Any], command: str) -> dict[str, Any]:
+              cfg: FinetuneConfig, record: dict[str, Any], command: str, norm: LampNorm | None = None
+              ) -> dict[str, Any]:
     keep = {k: v for k, v in parent_card.items() if k not in ("quality", "training", "lineage", "runtime",
                                                               "sha256", "weights_file", "limitations",
                                                               "input_normalisation")}
@@ -142,6 +143,7 @@ def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], pa
             "command": command,
             "kind": "fine-tuned from operators' corrections (engine/inference/finetune.py)",
             **cfg.to_dict(),
+            "lamp_norm": norm.percentile if norm is not None else 0.0,  # as applied (a parent's is kept)
             "optimizer": "AdamW, warm-up then cosine decay",
             "augmentation": "random crops" + (f"; lamp output, colour temperature and slope on "
                                               f"{cfg.photometric_share:.0%} of the corrected frames' crops and "
@@ -154,6 +156,7 @@ def make_card(out: Path, sha: str, parent: Path, parent_card: dict[str, Any], pa
                                "count and torch version, unless the time cap stopped it; the file's SHA-256 differs "
                                "(torch.save stamps each file with a random id)",
         },
+        **({"input_normalisation": norm.to_card()} if norm is not None else {}),
         "lineage": lineage(parent, parent_card, parent_sha, data),
         "limitations": "fine-tuned on the frames of the bundles named in lineage; measured on their held-out "
                        "split only (see quality): check it on the line (eval, shadow) before it replaces a model. "
@@ -215,10 +218,7 @@ def train_from_bundles(bundles: list[Path], out: Path, base: str | Path | None =
     try:
         torch.save(new_state, tmp_w)
         sha = sha256_of(tmp_w)
-        card = make_card(out, sha, parent, parent_card, parent_sha, data, cfg, record, command)
-        card["training"]["lamp_norm"] = norm.percentile if norm is not None else 0.0  # as applied
-        if norm is not None:
-            card["input_normalisation"] = norm.to_card()
+        card = make_card(out, sha, parent, parent_card, parent_sha, data, cfg, record, command, norm)
         tmp_c.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         conf = float(card.get("confidence_threshold", 0.3))
         _log(progress, "measuring the new weights and the parent on the bundles' held-out frames")

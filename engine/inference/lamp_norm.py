@@ -31,9 +31,11 @@ def content(image: np.ndarray) -> tuple[slice, slice]:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def bright_level(image: np.ndarray, percentile: float, channel_order: str = "RGB") -> np.ndarray:
-    """The ``percentile`` of each channel of ``image`` (H x W x 3 uint8, padding left out), as R, G, B."""
-    ys, xs = content(image)
+def bright_level(image: np.ndarray, percentile: float, channel_order: str = "RGB",
+                 region: tuple[slice, slice] | None = None) -> np.ndarray:
+    """The ``percentile`` of each channel of ``image`` (H x W x 3 uint8) inside ``region`` (default: its
+    :func:`content`, the padding left out), as R, G, B."""
+    ys, xs = region if region is not None else content(image)
     px = image[ys, xs][::SUBSAMPLE, ::SUBSAMPLE].reshape(-1, 3)
     level = np.percentile(px, percentile, axis=0).astype(np.float32)
     return level[::-1].copy() if channel_order == "BGR" else level
@@ -80,23 +82,25 @@ class LampNorm:
                 "percentile": self.percentile, "reference_rgb": [round(v, 2) for v in self.reference],
                 "gain_range": list(self.gain_range)}
 
-    def gains(self, image: np.ndarray, channel_order: str = "RGB") -> np.ndarray:
-        """The R, G, B factors for ``image`` (H x W x 3 uint8 in ``channel_order``)."""
-        level = np.maximum(bright_level(image, self.percentile, channel_order), 1.0)
+    def gains(self, image: np.ndarray, channel_order: str = "RGB",
+              region: tuple[slice, slice] | None = None) -> np.ndarray:
+        """The R, G, B factors for ``image`` (H x W x 3 uint8 in ``channel_order``), measured inside ``region``
+        (default: its :func:`content`)."""
+        level = np.maximum(bright_level(image, self.percentile, channel_order, region), 1.0)
         return np.clip(np.asarray(self.reference, np.float32) / level, *self.gain_range).astype(np.float32)
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """``rgb`` (uint8, letterboxed or not) normalised, as uint8; the padding is left as it was."""
-        ys, xs = content(rgb)
+        ys, xs = region = content(rgb)
         out = rgb.copy()
-        scaled = rgb[ys, xs].astype(np.float32) * self.gains(rgb)[None, None, :]
+        scaled = rgb[ys, xs].astype(np.float32) * self.gains(rgb, "RGB", region)[None, None, :]
         out[ys, xs] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
         return out
 
     def scale_input(self, x: np.ndarray, image: np.ndarray, channel_order: str) -> None:
         """Normalise the network's input ``x`` (3 x H x W float in [0, 1], RGB) made from ``image`` (H x W x 3
         uint8 in ``channel_order``), in place: the picture scaled, the padding left, nothing above 1."""
-        ys, xs = content(image)
-        region = x[:, ys, xs]
-        region *= self.gains(image, channel_order)[:, None, None]
-        np.minimum(region, np.float32(1.0), out=region)
+        ys, xs = region = content(image)
+        inside = x[:, ys, xs]
+        inside *= self.gains(image, channel_order, region)[:, None, None]
+        np.minimum(inside, np.float32(1.0), out=inside)
